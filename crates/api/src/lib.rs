@@ -1,0 +1,146 @@
+//! The NGSI-LD HTTP binding (ETSI GS CIM 009 §6) over a [`Broker`].
+//!
+//! Each handler reads the request ([`request::Ngsi`]: tenant, parameters, @context, media types),
+//! turns it into expanded model values with `hanbat-model`, calls the broker, and renders the
+//! answer with the requester's @context ([`response`]). Handlers hold no state of their own.
+
+pub mod batch;
+pub mod contexts;
+pub mod discovery;
+pub mod entities;
+pub mod params;
+pub mod query;
+pub mod render;
+pub mod request;
+pub mod response;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hanbat_broker::Broker;
+use hanbat_model::{ErrorKind, NgsiError, Result};
+use http::{Method, StatusCode, header};
+use parking_lot::RwLock;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub max_body: usize,
+    /// Tenants known to exist, so that reads need not ask the store each time.
+    known_tenants: Arc<RwLock<HashSet<String>>>,
+}
+
+pub fn nonexistent_tenant(tenant: &str) -> NgsiError {
+    NgsiError::new(ErrorKind::NonexistentTenant, format!("tenant '{tenant}' does not exist"))
+}
+
+impl AppState {
+    pub fn new(broker: Arc<Broker>, max_body: usize) -> Self {
+        Self { broker, max_body, known_tenants: Arc::default() }
+    }
+
+    pub async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
+        if tenant.is_empty() || self.known_tenants.read().contains(tenant) {
+            return Ok(true);
+        }
+        let exists = self.broker.store.tenant_exists(tenant).await?;
+        if exists {
+            self.tenant_seen(tenant);
+        }
+        Ok(exists)
+    }
+
+    /// Operations on existing data in an unknown tenant fail with `NonexistentTenant` (§6.3.14).
+    pub async fn require_tenant(&self, tenant: &str) -> Result<()> {
+        if self.tenant_exists(tenant).await? { Ok(()) } else { Err(nonexistent_tenant(tenant)) }
+    }
+
+    pub fn tenant_seen(&self, tenant: &str) {
+        if !tenant.is_empty() && !self.known_tenants.read().contains(tenant) {
+            self.known_tenants.write().insert(tenant.to_string());
+        }
+    }
+}
+
+/// The service to serve: [`router`] behind path normalisation, so that `/entities/` and
+/// `/entities` are the same resource (clients, the ETSI suite among them, send both).
+pub type App = tower_http::normalize_path::NormalizePath<Router>;
+
+pub fn app(state: AppState) -> App {
+    use tower::Layer;
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(state))
+}
+
+/// The NGSI-LD API, mounted at `/ngsi-ld/v1`.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body;
+    let api = Router::new()
+        .route("/entities", get(query::query).post(entities::create))
+        .route(
+            "/entities/{id}",
+            get(entities::retrieve).put(entities::replace).patch(entities::merge).delete(entities::delete),
+        )
+        .route("/entities/{id}/attrs", post(entities::append).patch(entities::update))
+        .route(
+            "/entities/{id}/attrs/{attr}",
+            axum::routing::patch(entities::patch_attr).put(entities::replace_attr).delete(entities::delete_attr),
+        )
+        .route("/entityOperations/create", post(batch::create))
+        .route("/entityOperations/upsert", post(batch::upsert))
+        .route("/entityOperations/update", post(batch::update))
+        .route("/entityOperations/delete", post(batch::delete))
+        .route("/entityOperations/merge", post(batch::merge))
+        .route("/entityOperations/query", post(query::query_post))
+        .route("/types", get(discovery::types))
+        .route("/types/{type}", get(discovery::type_info))
+        .route("/attributes", get(discovery::attributes))
+        .route("/attributes/{attr}", get(discovery::attribute))
+        .route("/jsonldContexts", get(contexts::list).post(contexts::add))
+        .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    Router::new()
+        .nest("/ngsi-ld/v1", api)
+        .fallback(not_found)
+        .layer(middleware::from_fn(echo_tenant))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(require_length))
+}
+
+async fn not_found(method: Method, uri: http::Uri) -> Response {
+    response::ApiError(NgsiError::not_found(format!("no resource at {method} {}", uri.path()))).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: http::Uri) -> Response {
+    response::ApiError(NgsiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    ))
+    .into_response()
+}
+
+/// §6.3.4: POST, PATCH and PUT need a `Content-Length`; without one the answer is a bare 411,
+/// decided before anything else (tenant, body).
+async fn require_length(request: Request, next: Next) -> Response {
+    let needs_length = matches!(*request.method(), Method::POST | Method::PATCH | Method::PUT);
+    if needs_length && !request.headers().contains_key(header::CONTENT_LENGTH) {
+        return StatusCode::LENGTH_REQUIRED.into_response();
+    }
+    next.run(request).await
+}
+
+/// Echoes the `NGSILD-Tenant` header of the request in the response (§6.3.14).
+async fn echo_tenant(request: Request, next: Next) -> Response {
+    let tenant = request.headers().get(request::TENANT_HEADER).cloned();
+    let mut response = next.run(request).await;
+    if let Some(t) = tenant {
+        response.headers_mut().insert(request::TENANT_HEADER, t);
+    }
+    response
+}

@@ -1,0 +1,77 @@
+//! The broker service: what every entry point (HTTP API, MQTT ingestion, the simulator through
+//! HTTP) calls to read and write context information.
+//!
+//! The write path is: the caller hands expanded, validated [`WriteOp`]s to [`Broker::write`] → the
+//! store applies them in one durable transaction → each committed [`Change`] is published on the
+//! change bus, in commit order, to every listener (subscription matcher, live feed, other nodes).
+//! Listeners must not block: each one queues the change for its own worker.
+
+use hanbat_context::Contexts;
+use hanbat_model::{Entity, Result};
+use hanbat_store::{Applied, Change, EntityFilter, EntityQuery, Page, Store, WriteOp};
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+/// Receives every committed change. Called on the writer's task: enqueue and return.
+pub type ChangeListener = Box<dyn Fn(&Arc<Change>) + Send + Sync>;
+
+/// Limits that shape responses (§6.3.10: the broker's default and maximum page sizes).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_page: usize,
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Orion-LD's figures: pages of 20 by default, at most 1000.
+        Self { default_page: 20, max_page: 1000 }
+    }
+}
+
+pub struct Broker {
+    pub store: Arc<dyn Store>,
+    pub contexts: Arc<Contexts>,
+    pub limits: Limits,
+    listeners: RwLock<Vec<ChangeListener>>,
+}
+
+impl Broker {
+    pub fn new(store: Arc<dyn Store>, contexts: Arc<Contexts>, limits: Limits) -> Self {
+        Self { store, contexts, limits, listeners: RwLock::new(Vec::new()) }
+    }
+
+    /// Registers a listener for every change committed from now on.
+    pub fn on_change(&self, listener: ChangeListener) {
+        self.listeners.write().push(listener);
+    }
+
+    /// Applies `ops` (one durable transaction), publishes their changes, returns one result per op.
+    pub async fn write(&self, tenant: &str, ops: Vec<WriteOp>) -> Result<Vec<Result<Applied>>> {
+        let results = self.store.write(tenant, ops).await?;
+        self.publish(results.iter().filter_map(|r| r.as_ref().ok()).filter_map(|a| a.change.as_ref()));
+        Ok(results)
+    }
+
+    /// Publishes changes committed elsewhere (another node, expiry of transient entities).
+    pub fn publish<'a>(&self, changes: impl Iterator<Item = &'a Change>) {
+        let listeners = self.listeners.read();
+        if listeners.is_empty() {
+            return;
+        }
+        for change in changes {
+            let change = Arc::new(change.clone());
+            for listener in listeners.iter() {
+                listener(&change);
+            }
+        }
+    }
+
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
+        self.store.get(tenant, id).await
+    }
+
+    pub async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page> {
+        self.store.query(tenant, query, filter).await
+    }
+}

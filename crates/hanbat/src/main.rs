@@ -1,0 +1,32 @@
+//! The `hanbat` command: `serve` runs the broker.
+
+use clap::{Parser, Subcommand};
+use hanbat::serve;
+
+#[derive(Parser)]
+#[command(name = "hanbat", version, about = "Hanbat (한밭): NGSI-LD smart-city data platform for Daejeon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the NGSI-LD broker.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hyper=warn,reqwest=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+    }
+}

@@ -1,0 +1,81 @@
+//! `hanbat serve`: the broker on the embedded store (default) or PostgreSQL.
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use hanbat_api::AppState;
+use hanbat_broker::{Broker, Limits};
+use hanbat_context::Contexts;
+use hanbat_store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Data folder of the embedded store.
+    #[arg(long, default_value = "./hanbat-data", env = "HANBAT_DATA")]
+    pub data: PathBuf,
+    /// Address to listen on (1026 is the port NGSI brokers use).
+    #[arg(long, default_value = "127.0.0.1:1026", env = "HANBAT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Serve a @context URL from a local file, never fetching it: `URL=FILE` (repeatable).
+    #[arg(long = "context", value_name = "URL=FILE")]
+    pub contexts: Vec<String>,
+    /// Origin under which this broker is reached, for URLs of hosted @contexts
+    /// (default: http://<listen>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body: usize,
+    /// Default page size of queries.
+    #[arg(long, default_value_t = 20)]
+    pub page_size: usize,
+    /// Largest page size a query may ask for.
+    #[arg(long, default_value_t = 1000)]
+    pub max_page_size: usize,
+}
+
+/// A running broker: its address and the task serving it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Builds the broker and starts serving; returns once it listens.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    let store: Arc<dyn Store> = Arc::new(
+        hanbat_store_sqlite::SqliteStore::open(&args.data)
+            .map_err(|e| anyhow::anyhow!(e.detail))
+            .with_context(|| format!("opening the store in {}", args.data.display()))?,
+    );
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let origin = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let contexts = Arc::new(Contexts::new(&origin, Some(store.clone())));
+    contexts.load_hosted().await.map_err(|e| anyhow::anyhow!(e.detail))?;
+    for spec in &args.contexts {
+        let Some((url, file)) = spec.split_once('=') else { bail!("--context takes URL=FILE, not '{spec}'") };
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading @context file {file}"))?;
+        let document = serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+        contexts.preload(url, document).map_err(|e| anyhow::anyhow!(e.detail))?;
+    }
+    let limits = Limits { default_page: args.page_size, max_page: args.max_page_size };
+    let broker = Arc::new(Broker::new(store, contexts, limits));
+    let app = hanbat_api::app(AppState::new(broker, args.max_body));
+    tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
+    });
+    Ok(Running { addr, server })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let running = start(args).await?;
+    tokio::select! {
+        r = running.server => r??,
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}

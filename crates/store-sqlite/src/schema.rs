@@ -1,0 +1,60 @@
+//! The schema, as numbered migrations applied at open (`PRAGMA user_version` records the last).
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: entities, their types, discovery counters, documents.
+    "
+    CREATE TABLE tenants(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE names(id INTEGER PRIMARY KEY, iri TEXT NOT NULL UNIQUE);
+    CREATE TABLE entities(
+        rid INTEGER PRIMARY KEY,
+        tenant INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        UNIQUE(tenant, id)
+    );
+    CREATE TABLE entity_types(
+        tenant INTEGER NOT NULL, type INTEGER NOT NULL, rid INTEGER NOT NULL,
+        PRIMARY KEY(tenant, type, rid)
+    ) WITHOUT ROWID;
+    CREATE TABLE type_attr_counts(
+        tenant INTEGER NOT NULL, type INTEGER NOT NULL, attr INTEGER NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY(tenant, type, attr, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE docs(
+        tenant INTEGER NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY(tenant, kind, id)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Applies the migrations the database has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.try_into().unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Connection settings shared by the writer and the readers.
+pub fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (fsync of the WAL) before the writer acknowledges it, so an
+    // acknowledged write survives kill -9 and power loss; group commit amortises the fsync.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // 64 MiB of page cache for the writer, 16 MiB per reader (negative = KiB).
+    conn.pragma_update(None, "cache_size", if writer { -65536 } else { -16384 })?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if writer {
+        // Checkpoint in larger steps: fewer, longer checkpoints cost less than many small ones.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    }
+    Ok(())
+}

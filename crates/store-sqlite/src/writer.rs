@@ -1,0 +1,309 @@
+//! The single writer thread and its group commit.
+//!
+//! All writes go through one thread that owns the only write connection. It takes the first
+//! waiting job, then every job queued behind it (up to a bound), runs them all in one
+//! transaction and acknowledges them after the commit. Under load many small writes share one
+//! fsync; with a single client a write costs one commit, as before.
+
+use crate::codec;
+use hanbat_model::{NgsiError, Result, Timestamp};
+use hanbat_store::{Applied, DocKind, WriteOp, ops};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many ops go into one transaction, so one commit never holds readers' latest
+/// view back for long.
+const MAX_OPS_PER_COMMIT: usize = 20_000;
+
+pub(crate) enum Job {
+    Write { tenant: String, ops: Vec<WriteOp>, reply: oneshot::Sender<Result<Vec<Result<Applied>>>> },
+    PutDoc { tenant: String, kind: DocKind, id: String, body: String, reply: oneshot::Sender<Result<()>> },
+    DeleteDoc { tenant: String, kind: DocKind, id: String, reply: oneshot::Sender<Result<bool>> },
+}
+
+impl Job {
+    fn op_count(&self) -> usize {
+        match self {
+            Job::Write { ops, .. } => ops.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// A job's outcome, held until the commit decides whether it stands.
+enum Done {
+    Write(oneshot::Sender<Result<Vec<Result<Applied>>>>, Vec<Result<Applied>>),
+    PutDoc(oneshot::Sender<Result<()>>),
+    DeleteDoc(oneshot::Sender<Result<bool>>, bool),
+}
+
+impl Done {
+    fn acknowledge(self) {
+        // A dropped receiver means the client went away; the write stands regardless.
+        match self {
+            Done::Write(reply, results) => drop(reply.send(Ok(results))),
+            Done::PutDoc(reply) => drop(reply.send(Ok(()))),
+            Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
+        }
+    }
+
+    fn fail(self, err: NgsiError) {
+        match self {
+            Done::Write(reply, _) => drop(reply.send(Err(err))),
+            Done::PutDoc(reply) => drop(reply.send(Err(err))),
+            Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
+        }
+    }
+}
+
+/// Interned ids of tenants and names, valid for committed rows only: cleared when a commit fails.
+#[derive(Default)]
+struct Ids {
+    tenants: HashMap<String, i64>,
+    names: HashMap<String, i64>,
+}
+
+impl Ids {
+    fn tenant(&mut self, tx: &Transaction, name: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.tenants.get(name) {
+            return Ok(*id);
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO tenants(name) VALUES (?1)")?.execute([name])?;
+        let id = tx.prepare_cached("SELECT id FROM tenants WHERE name = ?1")?.query_row([name], |r| r.get(0))?;
+        self.tenants.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.names.get(iri) {
+            return Ok(*id);
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO names(iri) VALUES (?1)")?.execute([iri])?;
+        let id = tx.prepare_cached("SELECT id FROM names WHERE iri = ?1")?.query_row([iri], |r| r.get(0))?;
+        self.names.insert(iri.to_string(), id);
+        Ok(id)
+    }
+}
+
+pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut ids = Ids::default();
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = first.op_count();
+        let mut jobs = vec![first];
+        while ops < MAX_OPS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(job) => {
+                    ops += job.op_count();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, &mut ids, jobs);
+    }
+}
+
+fn commit_group(conn: &mut Connection, ids: &mut Ids, jobs: Vec<Job>) {
+    let storage_error = |e: rusqlite::Error| NgsiError::internal(format!("storage: {e}"));
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = storage_error(e);
+            jobs.into_iter().for_each(|j| fail_job(j, err.clone()));
+            return;
+        }
+    };
+    let now = Timestamp::now();
+    let mut counts = CountDeltas::default();
+    let mut done = Vec::with_capacity(jobs.len());
+    let mut failure = None;
+    for job in jobs {
+        if failure.is_some() {
+            fail_job(job, NgsiError::internal("storage: an earlier write in the same commit failed"));
+            continue;
+        }
+        match execute(&tx, ids, &mut counts, job, &now) {
+            Ok(d) => done.push(d),
+            Err((d, e)) => {
+                done.push(d);
+                failure = Some(storage_error(e));
+            }
+        }
+    }
+    let committed = match failure {
+        Some(err) => Err(err),
+        None => counts.flush(&tx, ids).and_then(|()| tx.commit()).map_err(storage_error),
+    };
+    match committed {
+        Ok(()) => done.into_iter().for_each(Done::acknowledge),
+        Err(err) => {
+            tracing::error!(%err, "commit failed; the group is rolled back");
+            *ids = Ids::default();
+            done.into_iter().for_each(|d| d.fail(err.clone()));
+        }
+    }
+}
+
+fn fail_job(job: Job, err: NgsiError) {
+    match job {
+        Job::Write { reply, .. } => drop(reply.send(Err(err))),
+        Job::PutDoc { reply, .. } => drop(reply.send(Err(err))),
+        Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
+    }
+}
+
+type JobResult = std::result::Result<Done, (Done, rusqlite::Error)>;
+
+fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, now: &Timestamp) -> JobResult {
+    match job {
+        Job::Write { tenant, ops, reply } => {
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                match write_one(tx, ids, counts, &tenant, op, now) {
+                    Ok(r) => results.push(r),
+                    Err(e) => return Err((Done::Write(reply, Vec::new()), e)),
+                }
+            }
+            Ok(Done::Write(reply, results))
+        }
+        Job::PutDoc { tenant, kind, id, body, reply } => {
+            let r = ids.tenant(tx, &tenant).and_then(|t| {
+                tx.prepare_cached("INSERT OR REPLACE INTO docs(tenant, kind, id, body) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![t, kind.as_str(), id, body])
+            });
+            match r {
+                Ok(_) => Ok(Done::PutDoc(reply)),
+                Err(e) => Err((Done::PutDoc(reply), e)),
+            }
+        }
+        Job::DeleteDoc { tenant, kind, id, reply } => {
+            let r = ids.tenant(tx, &tenant).and_then(|t| {
+                tx.prepare_cached("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?.execute(params![
+                    t,
+                    kind.as_str(),
+                    id
+                ])
+            });
+            match r {
+                Ok(n) => Ok(Done::DeleteDoc(reply, n > 0)),
+                Err(e) => Err((Done::DeleteDoc(reply, false), e)),
+            }
+        }
+    }
+}
+
+/// Applies one op inside the transaction. The outer error is a storage failure (rolls back the
+/// group); the inner one is the op's own refusal (e.g. `AlreadyExists`).
+fn write_one(
+    tx: &Transaction,
+    ids: &mut Ids,
+    counts: &mut CountDeltas,
+    tenant: &str,
+    op: WriteOp,
+    now: &Timestamp,
+) -> rusqlite::Result<Result<Applied>> {
+    let tenant_id = ids.tenant(tx, tenant)?;
+    let row: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT rid, doc FROM entities WHERE tenant = ?1 AND id = ?2")?
+        .query_row(params![tenant_id, op.entity_id()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (rid, current) = match row {
+        Some((rid, doc)) => match codec::decode(&doc) {
+            Ok(e) => (Some(rid), Some(e)),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => (None, None),
+    };
+    let applied = match ops::apply(op, current, tenant, now) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(change) = &applied.change else { return Ok(Ok(applied)) };
+    if let Some(before) = &change.previous {
+        counts.add(tenant_id, before, -1);
+    }
+    match (&applied.next, rid) {
+        (Some(next), None) => {
+            let doc = match codec::encode(next) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            tx.prepare_cached("INSERT INTO entities(tenant, id, doc) VALUES (?1, ?2, ?3)")?
+                .execute(params![tenant_id, next.id, doc])?;
+            let rid = tx.last_insert_rowid();
+            for t in &next.types {
+                let type_id = ids.name(tx, t)?;
+                tx.prepare_cached("INSERT INTO entity_types(tenant, type, rid) VALUES (?1, ?2, ?3)")?
+                    .execute(params![tenant_id, type_id, rid])?;
+            }
+            counts.add(tenant_id, next, 1);
+        }
+        (Some(next), Some(rid)) => {
+            let doc = match codec::encode(next) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            tx.prepare_cached("UPDATE entities SET doc = ?1 WHERE rid = ?2")?.execute(params![doc, rid])?;
+            let before_types = change.previous.as_ref().map(|p| p.types.as_slice()).unwrap_or_default();
+            if before_types != next.types.as_slice() {
+                tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?
+                    .execute(params![tenant_id, rid])?;
+                for t in &next.types {
+                    let type_id = ids.name(tx, t)?;
+                    tx.prepare_cached("INSERT INTO entity_types(tenant, type, rid) VALUES (?1, ?2, ?3)")?
+                        .execute(params![tenant_id, type_id, rid])?;
+                }
+            }
+            counts.add(tenant_id, next, 1);
+        }
+        (None, Some(rid)) => {
+            tx.prepare_cached("DELETE FROM entities WHERE rid = ?1")?.execute([rid])?;
+            tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?
+                .execute(params![tenant_id, rid])?;
+            counts.add(tenant_id, &change.entity, -1);
+        }
+        (None, None) => {}
+    }
+    Ok(Ok(applied))
+}
+
+/// Discovery counters changed by the transaction, flushed once before the commit.
+#[derive(Default)]
+struct CountDeltas {
+    /// (tenant, type iri, attribute iri or "", kind or "") → delta.
+    deltas: HashMap<(i64, String, String, &'static str), i64>,
+}
+
+impl CountDeltas {
+    fn add(&mut self, tenant: i64, entity: &hanbat_model::Entity, sign: i64) {
+        for t in &entity.types {
+            *self.deltas.entry((tenant, t.clone(), String::new(), "")).or_default() += sign;
+            for (name, instances) in &entity.attrs {
+                let mut kinds: Vec<&'static str> = instances.iter().map(|a| a.value.type_name()).collect();
+                kinds.sort_unstable();
+                kinds.dedup();
+                for kind in kinds {
+                    *self.deltas.entry((tenant, t.clone(), name.clone(), kind)).or_default() += sign;
+                }
+            }
+        }
+    }
+
+    fn flush(self, tx: &Transaction, ids: &mut Ids) -> rusqlite::Result<()> {
+        for ((tenant, entity_type, attr, kind), delta) in self.deltas {
+            if delta == 0 {
+                continue;
+            }
+            let type_id = ids.name(tx, &entity_type)?;
+            let attr_id = if attr.is_empty() { 0 } else { ids.name(tx, &attr)? };
+            tx.prepare_cached(
+                "INSERT INTO type_attr_counts(tenant, type, attr, kind, n) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(tenant, type, attr, kind) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![tenant, type_id, attr_id, kind, delta])?;
+        }
+        tx.prepare_cached("DELETE FROM type_attr_counts WHERE n <= 0")?.execute([])?;
+        Ok(())
+    }
+}
