@@ -14,6 +14,14 @@ struct Cli {
 enum Command {
     /// Run the NGSI-LD broker.
     Serve(serve::ServeArgs),
+    /// Measure the broker: real HTTP load against a broker in its own process.
+    Bench(hanbat_bench::BenchArgs),
+    /// The reference server of `hanbat bench` (a fixed small JSON answer).
+    #[command(hide = true)]
+    BareServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +36,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Bench(args) => runtime.block_on(hanbat_bench::run(args, std::env::current_exe()?)),
+        Command::BareServer { listen } => runtime.block_on(hanbat_bench::bare_server(listen)),
     }
 }
