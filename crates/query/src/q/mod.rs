@@ -440,3 +440,6 @@ impl fmt::Display for QuotedPattern<'_> {
         f.write_str("\"")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -363,6 +363,11 @@ impl<'a> Parser<'a> {
         let value = if self.cur.peek() == Some('"') {
             Value::String(self.json_string()?)
         } else {
+            // A value starting like an operator or a group is a typo (`a===1`, `a==(1)`), not
+            // text to compare with.
+            if self.cur.peek().is_some_and(|c| "=<>!~(".contains(c)) {
+                return Err(self.cur.unexpected(format_args!("a value after '{op}'")));
+            }
             let token = self.unquoted_token();
             if token.is_empty() {
                 return Err(self.cur.unexpected(format_args!("a value after '{op}'")));
