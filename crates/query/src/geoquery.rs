@@ -157,12 +157,16 @@ impl GeoQuery {
         ctx: &Context,
     ) -> Result<Self> {
         let coordinates = serde_json::from_str::<Json>(coordinates).map_err(|e| {
-            NgsiError::bad_data(format!(
-                "coordinates: not a JSON array at {}: {}",
-                coordinates.lines().take(e.line().saturating_sub(1)).map(|l| l.chars().count() + 1).sum::<usize>()
-                    + e.column().saturating_sub(1),
-                json_problem(&e)
-            ))
+            // serde_json counts lines and columns from 1 and, at the end of the input, points
+            // at the last character rather than past it.
+            let at = if e.is_eof() {
+                coordinates.chars().count()
+            } else {
+                let before: usize =
+                    coordinates.lines().take(e.line().saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
+                before + e.column().saturating_sub(1)
+            };
+            NgsiError::bad_data(format!("coordinates: not a JSON array at {at}: {}", json_problem(&e)))
         })?;
         Self::new(georel, geometry, &coordinates, geoproperty, ctx)
     }
@@ -411,6 +415,12 @@ fn polygon(v: &Json, at: &str) -> std::result::Result<Polygon<f64>, String> {
     for (i, ring) in rings.iter().enumerate() {
         let at = format!("{at}[{i}]");
         let positions = non_empty(ring, &at, "a ring")?;
+        if positions.iter().any(|p| !p.is_array()) {
+            // The classic mistake: LineString-shaped coordinates given for a Polygon.
+            return Err(format!(
+                "the ring at {at} must be an array of positions, not {ring} (Polygon coordinates nest three levels: [[[lon,lat],…]])"
+            ));
+        }
         if positions.len() < 4 {
             return Err(format!("the ring at {at} needs at least 4 positions (the last one repeating the first)"));
         }
@@ -465,4 +475,266 @@ fn point_distance(p: Point<f64>, to: &Geometry<f64>) -> Option<f64> {
         return Some(d);
     }
     to.coords_iter().map(|c| Haversine.distance(p, Point(c))).filter(|d| d.is_finite()).reduce(f64::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hanbat_model::jsonld::core_context;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn gq(georel: &str, geometry: &str, coordinates: &str) -> GeoQuery {
+        GeoQuery::parse(georel, geometry, coordinates, None, &core_context()).unwrap()
+    }
+
+    fn detail(georel: &str, geometry: &str, coordinates: &str) -> String {
+        GeoQuery::parse(georel, geometry, coordinates, None, &core_context()).unwrap_err().detail
+    }
+
+    fn entity_at(geometry: Json) -> Entity {
+        let mut e = Entity::new("urn:x:1", vec!["urn:T".into()]);
+        e.attrs.insert(
+            "https://uri.etsi.org/ngsi-ld/location".into(),
+            vec![hanbat_model::Attribute::new(AttrValue::GeoProperty(geometry))],
+        );
+        e
+    }
+
+    #[test]
+    fn georel_round_trips_and_defaults() {
+        for text in [
+            "near;maxDistance==500",
+            "near;minDistance==10.5",
+            "within",
+            "contains",
+            "intersects",
+            "equals",
+            "disjoint",
+            "overlaps",
+        ] {
+            assert_eq!(GeoRel::parse(text).unwrap().to_string(), text);
+        }
+        let q = gq("within", "Point", "[1,2]");
+        assert_eq!(q.geoproperty.iri, "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(q.geojson, json!({"type": "Point", "coordinates": [1, 2]}));
+    }
+
+    #[test]
+    fn validation_errors_locate_the_problem() {
+        for (georel, geometry, coordinates, expected) in [
+            ("within;maxDistance==5", "Polygon", "[]", "georel: 'within' takes no modifier at 6"),
+            (
+                "",
+                "Point",
+                "[1,2]",
+                "georel: unexpected end at 0, expected a geo-relationship (near, within, contains, intersects, equals, disjoint or overlaps)",
+            ),
+            ("near;distance==5", "Point", "[1,2]", "georel: expected maxDistance or minDistance after 'near;' at 5"),
+            ("near;maxDistance=5", "Point", "[1,2]", "georel: unexpected '=' at 16, expected '==' after 'maxDistance'"),
+            (
+                "near;maxDistance==",
+                "Point",
+                "[1,2]",
+                "georel: maxDistance must be a positive number of metres, not '' at 18",
+            ),
+            (
+                "within",
+                "point",
+                "[1,2]",
+                "geometry: 'point' is not a supported geometry (Point, MultiPoint, LineString, MultiLineString, Polygon or MultiPolygon)",
+            ),
+            (
+                "within",
+                "GeometryCollection",
+                "[1,2]",
+                "geometry: 'GeometryCollection' is not a supported geometry (Point, MultiPoint, LineString, MultiLineString, Polygon or MultiPolygon)",
+            ),
+            ("within", "Point", "[1,2", "coordinates: not a JSON array at 4: EOF while parsing a list"),
+            ("within", "Point", "8,40", "coordinates: not a JSON array at 1: trailing characters"),
+            (
+                "within",
+                "Point",
+                "[1]",
+                "coordinates: not a valid Point: the position must be [longitude, latitude], not [1]",
+            ),
+            (
+                "within",
+                "Point",
+                "[1,2,3,4]",
+                "coordinates: not a valid Point: the position must be [longitude, latitude], not [1,2,3,4]",
+            ),
+            (
+                "within",
+                "Point",
+                "[\"1\",2]",
+                "coordinates: not a valid Point: the position must be [longitude, latitude], not [\"1\",2]",
+            ),
+            ("within", "Point", "[181,0]", "coordinates: not a valid Point: the longitude 181 is outside -180..180"),
+            ("within", "Point", "[0,-90.5]", "coordinates: not a valid Point: the latitude -90.5 is outside -90..90"),
+            ("within", "MultiPoint", "[]", "coordinates: not a valid MultiPoint: a MultiPoint has no positions"),
+            (
+                "within",
+                "MultiPoint",
+                "[[0,0],[0,91]]",
+                "coordinates: not a valid MultiPoint: the latitude 91 at [1] is outside -90..90",
+            ),
+            (
+                "within",
+                "LineString",
+                "[[0,0]]",
+                "coordinates: not a valid LineString: a LineString needs at least 2 positions",
+            ),
+            (
+                "within",
+                "LineString",
+                "[0,0]",
+                "coordinates: not a valid LineString: the position at [0] must be [longitude, latitude], not 0",
+            ),
+            (
+                "within",
+                "MultiLineString",
+                "[[[0,0],[1,1]],[[0,0]]]",
+                "coordinates: not a valid MultiLineString: a LineString at [1] needs at least 2 positions",
+            ),
+            (
+                "within",
+                "Polygon",
+                "[[[0,0],[1,0],[0,1]]]",
+                "coordinates: not a valid Polygon: the ring at [0] needs at least 4 positions (the last one repeating the first)",
+            ),
+            (
+                "within",
+                "Polygon",
+                "[[[0,0],[1,0],[1,1],[0,1]]]",
+                "coordinates: not a valid Polygon: the ring at [0] is not closed (its last position must repeat the first)",
+            ),
+            (
+                "within",
+                "Polygon",
+                "[[0,0],[1,0],[1,1],[0,0]]",
+                "coordinates: not a valid Polygon: the ring at [0] must be an array of positions, not [0,0] (Polygon coordinates nest three levels: [[[lon,lat],…]])",
+            ),
+            (
+                "within",
+                "MultiPolygon",
+                "[[[[0,0],[1,0],[1,1],[0,0]]],[[[0,0],[1,0],[1,1],[0,200]]]]",
+                "coordinates: not a valid MultiPolygon: the latitude 200 at [1][0][3] is outside -90..90",
+            ),
+            ("within", "Polygon", "{}", "coordinates: not a valid Polygon: a Polygon must be an array, not {}"),
+        ] {
+            assert_eq!(detail(georel, geometry, coordinates), expected, "{georel} {geometry} {coordinates}");
+        }
+        let ctx = core_context();
+        assert_eq!(
+            GeoQuery::parse("within", "Point", "[1,2]", Some("a b"), &ctx).unwrap_err().detail,
+            "geoproperty: 'a b' is not an attribute name"
+        );
+    }
+
+    #[test]
+    fn constructors_for_get_post_and_subscriptions() {
+        let ctx = core_context();
+        assert_eq!(GeoQuery::from_params(None, None, None, Some("x"), &ctx).unwrap(), None);
+        assert_eq!(
+            GeoQuery::from_params(Some("near;maxDistance==5"), None, Some("[1,2]"), None, &ctx).unwrap_err().detail,
+            "a geo-query needs georel, geometry and coordinates: geometry missing"
+        );
+        assert!(GeoQuery::from_params(Some("within"), Some("Point"), Some("[1,2]"), None, &ctx).unwrap().is_some());
+        let body = json!({"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [8, 40], "geoproperty": "observationSpace"});
+        let q = GeoQuery::from_json(&body, &ctx).unwrap();
+        assert_eq!(q.geoproperty.iri, "https://uri.etsi.org/ngsi-ld/observationSpace");
+        let as_text = json!({"georel": "within", "geometry": "Point", "coordinates": "[8, 40]"});
+        assert_eq!(GeoQuery::from_json(&as_text, &ctx).unwrap().geometry, Geometry::Point(Point::new(8.0, 40.0)));
+        for (body, expected) in [
+            (json!([]), "geoQ must be an object, not []"),
+            (json!({"geometry": "Point", "coordinates": [1, 2]}), "geoQ: 'georel' is missing"),
+            (
+                json!({"georel": 5, "geometry": "Point", "coordinates": [1, 2]}),
+                "geoQ: 'georel' must be a string, not 5",
+            ),
+            (json!({"georel": "within", "geometry": "Point"}), "geoQ: 'coordinates' is missing"),
+        ] {
+            assert_eq!(GeoQuery::from_json(&body, &ctx).unwrap_err().detail, expected);
+        }
+    }
+
+    #[test]
+    fn relations_on_entities() {
+        let square = "[[[0,0],[4,0],[4,4],[0,4],[0,0]]]";
+        let inside = entity_at(json!({"type": "Point", "coordinates": [1, 1]}));
+        let edge = entity_at(json!({"type": "Point", "coordinates": [4, 2]}));
+        let crossing = entity_at(json!({"type": "LineString", "coordinates": [[2, 2], [6, 2]]}));
+        let big =
+            entity_at(json!({"type": "Polygon", "coordinates": [[[-1, -1], [5, -1], [5, 5], [-1, 5], [-1, -1]]]}));
+        let overlapping =
+            entity_at(json!({"type": "Polygon", "coordinates": [[[2, 2], [6, 2], [6, 6], [2, 6], [2, 2]]]}));
+        let collection = entity_at(json!({"type": "GeometryCollection", "geometries": [
+            {"type": "Point", "coordinates": [50, 50]}, {"type": "Point", "coordinates": [1, 1]}]}));
+        let invalid = entity_at(json!({"type": "Point", "coordinates": [500, 1]}));
+        let cases: [(&str, [bool; 7]); 6] = [
+            ("within", [true, false, false, false, false, false, false]),
+            ("contains", [false, false, false, true, false, false, false]),
+            ("intersects", [true, true, true, true, true, true, false]),
+            ("disjoint", [false, false, false, false, false, false, false]),
+            ("overlaps", [false, false, false, false, true, false, false]),
+            ("equals", [false, false, false, false, false, false, false]),
+        ];
+        for (georel, expected) in cases {
+            let q = gq(georel, "Polygon", square);
+            let got = [&inside, &edge, &crossing, &big, &overlapping, &collection, &invalid].map(|e| q.matches(e));
+            assert_eq!(got, expected, "{georel}");
+        }
+        let far = entity_at(json!({"type": "Point", "coordinates": [40, 40]}));
+        assert!(gq("disjoint", "Polygon", square).matches(&far));
+        assert!(!gq("disjoint", "Polygon", square).matches(&Entity::new("urn:x:2", vec![])));
+        assert!(gq("equals", "Point", "[40,40]").matches(&far));
+    }
+
+    #[test]
+    fn near_measures_metres_between_closest_points() {
+        let square = entity_at(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}));
+        // A point inside the polygon is at distance 0.
+        assert!(gq("near;maxDistance==1", "Point", "[0.5,0.5]").matches(&square));
+        assert!(!gq("near;minDistance==1", "Point", "[0.5,0.5]").matches(&square));
+        // 0.01° of longitude east of the edge at latitude 0.5: about 1112 m.
+        assert!(gq("near;maxDistance==1200", "Point", "[1.01,0.5]").matches(&square));
+        assert!(!gq("near;maxDistance==1000", "Point", "[1.01,0.5]").matches(&square));
+        assert!(gq("near;minDistance==1000", "Point", "[1.01,0.5]").matches(&square));
+        // Between two polygons, the gap between their edges counts.
+        let other = "[[[1.02,0],[2,0],[2,1],[1.02,1],[1.02,0]]]";
+        assert!(gq("near;maxDistance==2300", "Polygon", other).matches(&square));
+        assert!(!gq("near;maxDistance==2000", "Polygon", other).matches(&square));
+        assert!(gq("near;maxDistance==2300", "MultiPolygon", &format!("[{other}]")).matches(&square));
+    }
+
+    #[test]
+    fn search_boxes() {
+        let q = gq("within", "Polygon", "[[[0,0],[2,0],[2,1],[0,1],[0,0]]]");
+        assert_eq!(q.search_bbox(), Some(Rect::new(Coord { x: 0.0, y: 0.0 }, Coord { x: 2.0, y: 1.0 })));
+        assert_eq!(gq("disjoint", "Point", "[0,0]").search_bbox(), None);
+        assert_eq!(gq("near;minDistance==5", "Point", "[0,0]").search_bbox(), None);
+        let near = gq("near;maxDistance==111195", "Point", "[10,0]").search_bbox().unwrap();
+        assert!((near.min().y + 1.0).abs() < 1e-4 && (near.max().x - 11.0).abs() < 1e-3, "{near:?}");
+        let polar = gq("near;maxDistance==500000", "Point", "[10,88]").search_bbox().unwrap();
+        assert_eq!((polar.min().x, polar.max().x, polar.max().y), (-180.0, 180.0, 90.0));
+        let dateline = gq("near;maxDistance==500000", "Point", "[179,0]").search_bbox().unwrap();
+        assert_eq!((dateline.min().x, dateline.max().x), (-180.0, 180.0));
+    }
+
+    proptest! {
+        /// Every point within the distance of the centre lies in the expanded box.
+        #[test]
+        fn expanded_boxes_hold_every_point_in_reach(
+            lon in -170.0f64..170.0, lat in -80.0f64..80.0, metres in 1.0f64..2_000_000.0,
+            bearing in 0.0f64..360.0, fraction in 0.0f64..1.0,
+        ) {
+            use geo::Destination;
+            let centre = Point::new(lon, lat);
+            let rect = expand_bbox(Rect::new(centre.0, centre.0), metres);
+            let p = Haversine.destination(centre, bearing, metres * fraction);
+            prop_assert!(rect.min().x <= p.x() + 1e-9 && p.x() - 1e-9 <= rect.max().x, "{p:?} outside {rect:?}");
+            prop_assert!(rect.min().y <= p.y() + 1e-9 && p.y() - 1e-9 <= rect.max().y, "{p:?} outside {rect:?}");
+        }
+    }
 }

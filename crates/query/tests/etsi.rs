@@ -2,6 +2,9 @@
 //! Consumption/Entity/QueryEntities) against the suite's fixtures, with the counts and statuses
 //! the tests expect.
 
+// Fixtures are built with unwrap: a fixture that does not parse should fail loudly.
+#![allow(clippy::unwrap_used)]
+
 use hanbat_model::jsonld::ContextBuilder;
 use hanbat_model::parse::{Mode, entity as parse_entity};
 use hanbat_model::{Context, Entity, ErrorKind, Timestamp};

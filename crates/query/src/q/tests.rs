@@ -1,5 +1,5 @@
 use super::*;
-use hanbat_model::jsonld::{ContextBuilder, core_context};
+use hanbat_model::jsonld::ContextBuilder;
 use hanbat_model::parse::{Mode, entity as parse_entity};
 use hanbat_model::{ErrorKind, Timestamp};
 use serde_json::{Value as Json, json};
