@@ -262,6 +262,15 @@ impl GeoQuery {
 
     /// Whether a geometry relates to the reference geometry as `georel` says.
     pub fn matches_geometry(&self, target: &Geometry<f64>) -> bool {
+        // `geo`'s DE-9IM graph asserts its own topological consistency and panics on some
+        // invalid geometries (self-intersecting or collapsed rings, which GeoJSON only
+        // discourages and entities may hold). Such a geometry relates to nothing: the panic is
+        // contained here so that no stored entity can crash a query. This relies on unwinding,
+        // the default (no profile of the workspace sets `panic = "abort"`).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.relate(target))).unwrap_or(false)
+    }
+
+    fn relate(&self, target: &Geometry<f64>) -> bool {
         let reference = &self.geometry;
         match self.georel {
             GeoRel::Near(Distance::Max(m)) => distance_m(target, reference).is_some_and(|d| d <= m),
@@ -720,6 +729,21 @@ mod tests {
         assert_eq!((polar.min().x, polar.max().x, polar.max().y), (-180.0, 180.0, 90.0));
         let dateline = gq("near;maxDistance==500000", "Point", "[179,0]").search_bbox().unwrap();
         assert_eq!((dateline.min().x, dateline.max().x), (-180.0, 180.0));
+    }
+
+    /// Found by the fuzz test: `geo`'s relate panics ("topology position conflict") on these
+    /// invalid polygons. The query answers "no match" (the panic message still reaches stderr).
+    #[test]
+    fn invalid_geometries_that_crash_relate_do_not_match() {
+        let q = gq(
+            "equals",
+            "Polygon",
+            "[[[0,-1],[1,1],[-2,-3],[0,-1]],[[-2,-1],[0,3],[3,0],[0,2],[-2,1],[3,-2],[-2,-1]]]",
+        );
+        let target = entity_at(
+            json!({"type": "Polygon", "coordinates": [[[-2, 1], [3, 1], [-3, 1], [-2, 1]], [[-1, 1], [1, 1], [1, 0], [-1, 1]]]}),
+        );
+        assert!(!q.matches(&target));
     }
 
     proptest! {

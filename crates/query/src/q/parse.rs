@@ -493,7 +493,9 @@ impl<'a> Parser<'a> {
             }
             out
         } else {
-            self.unquoted_pattern().to_string()
+            // `\"` and `"` mean the same to the regex engine; keeping the unescaped form lets
+            // every pattern print in the quoted form and parse back identical.
+            unescape_quotes(self.unquoted_pattern())
         };
         if source.is_empty() {
             return Err(self.cur.error_at(at, format_args!("expected a regular expression after '{op}'")));
@@ -540,6 +542,27 @@ fn combine(mut items: Vec<Expr>, and: bool) -> Expr {
         }
     }
     if and { Expr::And(flat) } else { Expr::Or(flat) }
+}
+
+/// Replaces the `\"` pairs of a pattern with `"`, leaving other backslash pairs alone.
+fn unescape_quotes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('"') => out.push('"'),
+            Some(next) => {
+                out.push('\\');
+                out.push(next);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// The metadata member that an expanded name denotes, if any.
