@@ -8,7 +8,9 @@ use crate::request::{Accept, Ngsi, RequestContext};
 use crate::response::{self, ApiResult};
 use axum::extract::State;
 use axum::response::Response;
+use hanbat_model::parse;
 use hanbat_model::{Context, NgsiError, Result};
+use hanbat_query::{GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern};
 use hanbat_store::{EntityQuery, EntitySelector};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
@@ -47,16 +49,6 @@ const QUERY_PARAMS: &[&str] = &[
 
 const RENDER_OPTIONS: &[&str] = &["keyValues", "concise", "sysAttrs", "simplified", "count"];
 
-/// Compiles an `idPattern` with bounded size: the regex engine is linear-time, and the bound keeps
-/// a hostile pattern from costing memory.
-pub fn id_pattern(pattern: &str) -> Result<regex::Regex> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .build()
-        .map_err(|e| NgsiError::bad_data(format!("idPattern '{pattern}' is not a valid regular expression: {e}")))
-}
-
 /// Page bounds: `limit` defaults to the broker's page size; above the maximum is an error,
 /// never a silent cut.
 pub fn page(state: &AppState, params: &Params) -> Result<(usize, usize)> {
@@ -69,40 +61,47 @@ pub fn page(state: &AppState, params: &Params) -> Result<(usize, usize)> {
     Ok((limit, offset))
 }
 
-/// The pieces of a query, whether from URI parameters or a Query body.
-struct QuerySpec {
-    selector: EntitySelector,
-    has_filter: bool,
+fn check_id(id: &str) -> Result<()> {
+    if parse::is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("id '{id}' is not a URI"))) }
 }
 
-fn selector_from_params(params: &Params, ctx: &Context) -> Result<QuerySpec> {
+/// The query of `GET /entities` parameters (§6.4.3.2).
+fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
     let mut selector = EntitySelector::default();
     for id in params.list("id") {
-        if !hanbat_model::parse::is_uri(&id) {
-            return Err(NgsiError::bad_data(format!("id '{id}' is not a URI")));
-        }
+        check_id(&id)?;
         selector.ids.push(id);
     }
     if let Some(p) = params.get("idPattern") {
-        selector.id_pattern = Some(id_pattern(p)?);
+        selector.id_pattern = Some(compile_id_pattern(p)?);
     }
-    for t in params.list("type") {
-        hanbat_model::parse::validate_name(&t)?;
-        selector.types.push(ctx.expand(&t));
+    if let Some(t) = params.get("type") {
+        selector.types = Some(TypeQuery::parse(t, ctx)?);
     }
-    let with_attrs = params.names("attrs", ctx)?;
-    for unsupported in ["q", "scopeQ", "georel"] {
-        if params.has(unsupported) {
-            return Err(NgsiError::not_supported(format!("{unsupported} is not supported by this build")));
-        }
-    }
-    let has_filter = !selector.ids.is_empty()
-        || selector.id_pattern.is_some()
-        || !selector.types.is_empty()
-        || !with_attrs.is_empty()
+    let options = params.get("expandValues").map(QueryOptions::with_expand_values).unwrap_or_default();
+    let q = params.get("q").map(|q| Query::parse_with(q, ctx, &options)).transpose()?;
+    let geo = GeoQuery::from_params(
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+        params.get("geoproperty"),
+        ctx,
+    )?;
+    let scope = params.get("scopeQ").map(ScopeQuery::parse).transpose()?;
+    let with_any_attr = params.names("attrs", ctx)?;
+    let has_filter = !selector.is_empty()
+        || q.is_some()
+        || geo.is_some()
+        || scope.is_some()
+        || !with_any_attr.is_empty()
         || params.flag("local")?;
-    selector.with_any_attr = with_attrs;
-    Ok(QuerySpec { selector, has_filter })
+    if !has_filter {
+        return Err(NgsiError::bad_data(
+            "a query needs at least one of: id, idPattern, type, attrs, q, georel (geo-query), scopeQ, local=true",
+        ));
+    }
+    let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
+    Ok(EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() })
 }
 
 /// `GET /entities`
@@ -110,14 +109,8 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(QUERY_PARAMS)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     let rc = ngsi.context(&state).await?;
-    let spec = selector_from_params(&ngsi.params, &rc.ctx)?;
-    if !spec.has_filter {
-        return Err(NgsiError::bad_data(
-            "a query needs at least one of: id, idPattern, type, attrs, q, geoQ, local=true",
-        )
-        .into());
-    }
-    run(&state, &ngsi, rc, accept, spec.selector).await
+    let query = query_from_params(&ngsi.params, &rc.ctx)?;
+    run(&state, &ngsi, rc, accept, query).await
 }
 
 /// `POST /entityOperations/query`
@@ -125,43 +118,67 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
     ngsi.params.allow(&["limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     let (rc, body) = ngsi.object_body(&state).await?;
-    let selector = selector_from_body(&body, &rc.ctx)?;
-    run(&state, &ngsi, rc, accept, selector).await
+    let query = query_from_body(&body, &rc.ctx)?;
+    run(&state, &ngsi, rc, accept, query).await
 }
 
-fn selector_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntitySelector> {
+fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(NgsiError::bad_data(format!("Query.{name} must be a string, not {other}"))),
+    }
+}
+
+/// The query of a Query body (§5.2.23).
+pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
     if body.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
     }
-    let mut selector = EntitySelector::default();
+    let mut query = EntityQuery::default();
     if let Some(entities) = body.get("entities") {
         let Value::Array(entities) = entities else {
             return Err(NgsiError::bad_data("Query.entities must be an array of EntitySelectors"));
         };
         for e in entities {
-            if let Some(id) = e.get("id").and_then(Value::as_str) {
-                selector.ids.push(id.to_string());
-            }
-            if let Some(p) = e.get("idPattern").and_then(Value::as_str) {
-                selector.id_pattern = Some(id_pattern(p)?);
-            }
-            if let Some(t) = e.get("type").and_then(Value::as_str) {
-                selector.types.extend(t.split(',').map(|t| ctx.expand(t.trim())));
-            }
+            query.entities.push(selector_from_json(e, ctx)?);
         }
     }
-    if let Some(Value::Array(attrs)) = body.get("attrs") {
-        selector.with_any_attr = attrs.iter().filter_map(Value::as_str).map(|a| ctx.expand(a)).collect();
-    }
-    for unsupported in ["q", "geoQ", "scopeQ"] {
-        if body.contains_key(unsupported) {
-            return Err(NgsiError::not_supported(format!("{unsupported} is not supported by this build")));
+    if let Some(attrs) = body.get("attrs") {
+        let Value::Array(attrs) = attrs else {
+            return Err(NgsiError::bad_data("Query.attrs must be an array of attribute names"));
+        };
+        for a in attrs {
+            let name = a.as_str().ok_or_else(|| NgsiError::bad_data(format!("Query.attrs: {a} is not a name")))?;
+            query.with_any_attr.push(ctx.expand(name));
         }
+    }
+    query.q = string_member(body, "q")?.map(|q| Query::parse(q, ctx)).transpose()?;
+    query.scope = string_member(body, "scopeQ")?.map(ScopeQuery::parse).transpose()?;
+    query.geo = body.get("geoQ").map(|g| GeoQuery::from_json(g, ctx)).transpose()?;
+    Ok(query)
+}
+
+/// An EntitySelector object (§5.2.33): `{"id"?, "idPattern"?, "type"}`.
+pub fn selector_from_json(e: &Value, ctx: &Context) -> Result<EntitySelector> {
+    let Some(o) = e.as_object() else {
+        return Err(NgsiError::bad_data(format!("an EntitySelector must be an object, not {e}")));
+    };
+    let mut selector = EntitySelector::default();
+    if let Some(id) = string_member(o, "id")? {
+        check_id(id)?;
+        selector.ids.push(id.to_string());
+    }
+    if let Some(p) = string_member(o, "idPattern")? {
+        selector.id_pattern = Some(compile_id_pattern(p)?);
+    }
+    if let Some(t) = string_member(o, "type")? {
+        selector.types = Some(TypeQuery::parse(t, ctx)?);
     }
     Ok(selector)
 }
 
-async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, selector: EntitySelector) -> ApiResult {
+async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, mut query: EntityQuery) -> ApiResult {
     let view = View::from_params(&ngsi.params, &rc.ctx, RENDER_OPTIONS)?;
     let (limit, offset) = page(state, &ngsi.params)?;
     let count = ngsi.params.flag("count")? || ngsi.params.list("options").iter().any(|o| o == "count");
@@ -171,8 +188,8 @@ async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, 
     if !state.tenant_exists(&ngsi.tenant).await? {
         return Err(crate::nonexistent_tenant(&ngsi.tenant).into());
     }
-    let query = EntityQuery { selector, limit, offset, count };
-    let page = state.broker.query(&ngsi.tenant, &query, None).await?;
+    (query.limit, query.offset, query.count) = (limit, offset, count);
+    let page = state.broker.query(&ngsi.tenant, &query).await?;
     let geometry = view.geometry_property(&ngsi.params, &rc.ctx);
     let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry);
     let mut response = response::body(&rc, accept, StatusCode::OK, body);

@@ -153,7 +153,10 @@ async fn preload(addr: SocketAddr, prefix: &str, count: usize) -> anyhow::Result
         let mut tasks = Vec::new();
         for &(from, to) in chunk {
             let body = batch(from..to, prefix);
-            tasks.push(tokio::spawn(once(addr, with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", body))));
+            tasks.push(tokio::spawn(once(
+                addr,
+                with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", body),
+            )));
         }
         for t in tasks {
             let (status, body) = t.await??;
@@ -167,7 +170,8 @@ async fn preload(addr: SocketAddr, prefix: &str, count: usize) -> anyhow::Result
 
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb / 1024.0)
 }
 
@@ -220,7 +224,12 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
             }
             "create" => {
                 let make: MakeRequest = Arc::new(move |c, i| {
-                    with_body(Method::POST, addr, "/ngsi-ld/v1/entities", entity(&format!("urn:ngsi-ld:Bench:c{c}-{i}"), i))
+                    with_body(
+                        Method::POST,
+                        addr,
+                        "/ngsi-ld/v1/entities",
+                        entity(&format!("urn:ngsi-ld:Bench:c{c}-{i}"), i),
+                    )
                 });
                 let stats = drive(addr, clients, duration, StatusCode::CREATED, make).await?;
                 print("create", &stats, "req/s", 1.0);
@@ -229,7 +238,12 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 // Ids cycle over 100k so later batches update what earlier ones created.
                 let make: MakeRequest = Arc::new(move |c, i| {
                     let base = ((c as u64 * 7919 + i) * 1000) % 100_000;
-                    with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", batch(base..base + 1000, "urn:ngsi-ld:Bench:u"))
+                    with_body(
+                        Method::POST,
+                        addr,
+                        "/ngsi-ld/v1/entityOperations/upsert",
+                        batch(base..base + 1000, "urn:ngsi-ld:Bench:u"),
+                    )
                 });
                 let stats = drive(addr, clients.min(8), duration, StatusCode::NO_CONTENT, make).await;
                 // The first batches create (201), the rest update (204): count both as success.
@@ -243,10 +257,15 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 let n = args.preload.max(1) as u64;
                 preload(addr, "urn:ngsi-ld:Bench:p", n as usize).await?;
                 let make: MakeRequest = if scenario == "get_by_id" {
-                    Arc::new(move |_, _| get(addr, &format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Bench:p{}", fastrand::u64(0..n))))
+                    Arc::new(move |_, _| {
+                        get(addr, &format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Bench:p{}", fastrand::u64(0..n)))
+                    })
                 } else {
                     Arc::new(move |_, i| {
-                        let path = format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Bench:p{}/attrs/temperature", fastrand::u64(0..n));
+                        let path = format!(
+                            "/ngsi-ld/v1/entities/urn:ngsi-ld:Bench:p{}/attrs/temperature",
+                            fastrand::u64(0..n)
+                        );
                         with_body(Method::PATCH, addr, &path, format!(r#"{{"type":"Property","value":{}}}"#, i % 400))
                     })
                 };

@@ -34,7 +34,13 @@ impl Stats {
 
 /// Runs `clients` connections against `addr` for `duration`. A response whose status is not
 /// `expect` counts as an error (and still as a request).
-pub async fn drive(addr: SocketAddr, clients: usize, duration: Duration, expect: StatusCode, make: MakeRequest) -> anyhow::Result<Stats> {
+pub async fn drive(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    expect: StatusCode,
+    make: MakeRequest,
+) -> anyhow::Result<Stats> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(clients);
@@ -42,7 +48,8 @@ pub async fn drive(addr: SocketAddr, clients: usize, duration: Duration, expect:
         let make = make.clone();
         tasks.push(tokio::spawn(async move { client_loop(addr, client, deadline, expect, make).await }));
     }
-    let mut total = Stats { requests: 0, errors: 0, elapsed: Duration::ZERO, latency: new_histogram()?, first_error: None };
+    let mut total =
+        Stats { requests: 0, errors: 0, elapsed: Duration::ZERO, latency: new_histogram()?, first_error: None };
     for task in tasks {
         let s = task.await??;
         total.requests += s.requests;
@@ -60,12 +67,19 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
-async fn client_loop(addr: SocketAddr, client: usize, deadline: Instant, expect: StatusCode, make: MakeRequest) -> anyhow::Result<Stats> {
+async fn client_loop(
+    addr: SocketAddr,
+    client: usize,
+    deadline: Instant,
+    expect: StatusCode,
+    make: MakeRequest,
+) -> anyhow::Result<Stats> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let mut stats = Stats { requests: 0, errors: 0, elapsed: Duration::ZERO, latency: new_histogram()?, first_error: None };
+    let mut stats =
+        Stats { requests: 0, errors: 0, elapsed: Duration::ZERO, latency: new_histogram()?, first_error: None };
     let mut seq = 0u64;
     while Instant::now() < deadline {
         let request = make(client, seq);

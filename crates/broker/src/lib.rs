@@ -8,7 +8,7 @@
 
 use hanbat_context::Contexts;
 use hanbat_model::{Entity, Result};
-use hanbat_store::{Applied, Change, EntityFilter, EntityQuery, Page, Store, WriteOp};
+use hanbat_store::{Applied, Change, EntityQuery, Page, Store, WriteOp};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
@@ -71,7 +71,7 @@ impl Broker {
         self.store.get(tenant, id).await
     }
 
-    pub async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page> {
-        self.store.query(tenant, query, filter).await
+    pub async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
+        self.store.query(tenant, query).await
     }
 }

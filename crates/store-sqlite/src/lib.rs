@@ -14,9 +14,7 @@ mod writer;
 
 use async_trait::async_trait;
 use hanbat_model::{Entity, NgsiError, Result};
-use hanbat_store::{
-    Applied, DocKind, EntityFilter, EntityQuery, Page, Store, TypeAttrCount, WriteOp, selector_matches,
-};
+use hanbat_store::{Applied, DocKind, EntityQuery, Page, Store, TypeAttrCount, WriteOp};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
@@ -108,40 +106,34 @@ fn name_id(conn: &Connection, iri: &str) -> Result<Option<i64>> {
         .map_err(storage)
 }
 
-/// Streams candidate rows in `rid` order through the selector and filter, keeping one page and
-/// counting every match when asked to.
-fn run_query(
-    conn: &Connection,
-    tenant: i64,
-    q: &EntityQuery,
-    filter: Option<&(dyn Fn(&Entity) -> bool + Send + Sync)>,
-) -> Result<Page> {
-    let sel = &q.selector;
-    let mut sql = String::from("SELECT e.doc FROM entities e");
+/// Streams candidate rows in `rid` order through the query's predicate, keeping one page and
+/// counting every match when asked to. Candidates come from the ids or the type index when the
+/// query bounds them, else from the tenant's whole table.
+fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Result<Page> {
+    let mut sql = String::from("SELECT e.doc FROM entities e WHERE e.tenant = ?1");
     let mut args: Vec<rusqlite::types::Value> = vec![tenant.into()];
-    if !sel.types.is_empty() {
+    if let Some(ids) = q.candidate_ids() {
+        let first = args.len() + 1;
+        let marks: Vec<String> = (first..first + ids.len()).map(|i| format!("?{i}")).collect();
+        sql.push_str(&format!(" AND e.id IN ({})", marks.join(",")));
+        args.extend(ids.into_iter().map(|i| rusqlite::types::Value::from(i.to_string())));
+    } else if let Some(types) = q.candidate_types() {
         let mut type_ids = Vec::new();
-        for t in &sel.types {
+        for t in types {
             if let Some(id) = name_id(conn, t)? {
-                type_ids.push(id);
+                type_ids.push(rusqlite::types::Value::from(id));
             }
         }
         if type_ids.is_empty() {
             return Ok(Page { entities: Vec::new(), count: q.count.then_some(0) });
         }
-        let marks = vec!["?"; type_ids.len()].join(",");
-        sql.push_str(&format!(
-            " WHERE e.tenant = ?1 AND e.rid IN (SELECT rid FROM entity_types WHERE tenant = ?1 AND type IN ({marks}))"
-        ));
-        args.extend(type_ids.into_iter().map(rusqlite::types::Value::from));
-    } else {
-        sql.push_str(" WHERE e.tenant = ?1");
-    }
-    if !sel.ids.is_empty() {
         let first = args.len() + 1;
-        let marks: Vec<String> = (first..first + sel.ids.len()).map(|i| format!("?{i}")).collect();
-        sql.push_str(&format!(" AND e.id IN ({})", marks.join(",")));
-        args.extend(sel.ids.iter().cloned().map(rusqlite::types::Value::from));
+        let marks: Vec<String> = (first..first + type_ids.len()).map(|i| format!("?{i}")).collect();
+        sql.push_str(&format!(
+            " AND e.rid IN (SELECT rid FROM entity_types WHERE tenant = ?1 AND type IN ({}))",
+            marks.join(",")
+        ));
+        args.extend(type_ids);
     }
     sql.push_str(" ORDER BY e.rid");
     let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
@@ -152,7 +144,7 @@ fn run_query(
     while let Some(row) = rows.next().map_err(storage)? {
         let bytes: &[u8] = row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?;
         let entity = codec::decode(bytes)?;
-        if !selector_matches(sel, &entity) || filter.is_some_and(|f| !f(&entity)) {
+        if !q.matches(&entity) {
             continue;
         }
         matched += 1;
@@ -189,10 +181,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page> {
+    async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
         let (tenant, query) = (tenant.to_string(), query.clone());
         self.read(move |conn| match tenant_id(conn, &tenant)? {
-            Some(t) => run_query(conn, t, &query, filter.as_deref()),
+            Some(t) => run_query(conn, t, &query),
             None => Ok(Page { entities: Vec::new(), count: query.count.then_some(0) }),
         })
         .await
