@@ -33,12 +33,12 @@ impl Stats {
 }
 
 /// Runs `clients` connections against `addr` for `duration`. A response whose status is not
-/// `expect` counts as an error (and still as a request).
+/// in `expect` counts as an error (and still as a request).
 pub async fn drive(
     addr: SocketAddr,
     clients: usize,
     duration: Duration,
-    expect: StatusCode,
+    expect: &'static [StatusCode],
     make: MakeRequest,
 ) -> anyhow::Result<Stats> {
     let start = Instant::now();
@@ -71,7 +71,7 @@ async fn client_loop(
     addr: SocketAddr,
     client: usize,
     deadline: Instant,
-    expect: StatusCode,
+    expect: &'static [StatusCode],
     make: MakeRequest,
 ) -> anyhow::Result<Stats> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -92,10 +92,11 @@ async fn client_loop(
         let micros = sent.elapsed().as_micros() as u64;
         stats.latency.record(micros.max(1))?;
         stats.requests += 1;
-        if status != expect {
+        if !expect.contains(&status) {
             stats.errors += 1;
             if stats.first_error.is_none() {
-                stats.first_error = Some(format!("{status}: {}", String::from_utf8_lossy(&body)));
+                let text = String::from_utf8_lossy(&body);
+                stats.first_error = Some(format!("{status}: {}", text.chars().take(300).collect::<String>()));
             }
         }
     }

@@ -72,13 +72,19 @@ pub struct Outcome {
     pub not_updated: Vec<NotUpdated>,
 }
 
-/// The result of applying one op: the response outcome, the entity to persist (`None`: delete
-/// it) and the change event (`None`: nothing changed).
+/// The result of applying one op: the response outcome and the change event (`None`: nothing
+/// changed). The entity to persist is the change's entity, unless the change is a deletion.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub outcome: Outcome,
-    pub next: Option<Entity>,
     pub change: Option<Change>,
+}
+
+impl Applied {
+    /// The entity to persist after a change, `None` when the change deletes it.
+    pub fn to_persist(&self) -> Option<&Entity> {
+        self.change.as_ref().filter(|c| c.kind != ChangeKind::Deleted).map(|c| c.entity.as_ref())
+    }
 }
 
 fn missing(id: &str) -> NgsiError {
@@ -152,7 +158,6 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
             };
             Ok(Applied {
                 outcome: Outcome { status: Status::Deleted, updated: Vec::new(), not_updated: Vec::new() },
-                next: None,
                 change: Some(change),
             })
         }
@@ -169,24 +174,18 @@ fn created(entity: Entity, tenant: &str, now: &Timestamp) -> Applied {
         .iter()
         .flat_map(|(n, is)| is.iter().map(move |a| attr_change(n, a, AttrChangeKind::Created)))
         .collect();
+    let outcome =
+        Outcome { status: Status::Created, updated: entity.attrs.keys().cloned().collect(), not_updated: Vec::new() };
     let change = Change {
         tenant: tenant.to_string(),
         id: entity.id.clone(),
         kind: ChangeKind::Created,
-        entity: Arc::new(entity.clone()),
+        entity: Arc::new(entity),
         previous: None,
         at: now.clone(),
         attrs,
     };
-    Applied {
-        outcome: Outcome {
-            status: Status::Created,
-            updated: entity.attrs.keys().cloned().collect(),
-            not_updated: Vec::new(),
-        },
-        next: Some(entity),
-        change: Some(change),
-    }
+    Applied { outcome, change: Some(change) }
 }
 
 /// Builds the update result: diffs `before` and `after` into attribute changes.
@@ -212,19 +211,19 @@ fn updated(before: Entity, mut after: Entity, outcome: Outcome, tenant: &str, no
     }
     let entity_changed = before.types != after.types || before.scopes != after.scopes;
     if attrs.is_empty() && !entity_changed {
-        return Applied { outcome, next: Some(before), change: None };
+        return Applied { outcome, change: None };
     }
     after.modified_at = Some(now.clone());
     let change = Change {
         tenant: tenant.to_string(),
         id: after.id.clone(),
         kind: ChangeKind::Updated,
-        entity: Arc::new(after.clone()),
+        entity: Arc::new(after),
         previous: Some(Arc::new(before)),
         at: now.clone(),
         attrs,
     };
-    Applied { outcome, next: Some(after), change: Some(change) }
+    Applied { outcome, change: Some(change) }
 }
 
 fn ok_outcome(updated: Vec<String>, not_updated: Vec<NotUpdated>) -> Outcome {
@@ -473,7 +472,7 @@ mod tests {
     fn create_stamps_and_refuses_duplicates() {
         let e = entity(&[("p", Attribute::property(json!(1)))]);
         let applied = apply(WriteOp::Create(e.clone()), None, T, &ts(1)).unwrap();
-        let stored = applied.next.unwrap();
+        let stored = applied.to_persist().cloned().unwrap();
         assert_eq!(stored.created_at, Some(ts(1)));
         assert_eq!(stored.attrs["p"][0].created_at, Some(ts(1)));
         let err = apply(WriteOp::Create(e), Some(stored), T, &ts(2)).unwrap_err();
@@ -483,13 +482,13 @@ mod tests {
     #[test]
     fn append_respects_no_overwrite_and_reports_it() {
         let stored =
-            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().next;
+            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().to_persist().cloned();
         let frag = entity(&[("p", Attribute::property(json!(2))), ("q", Attribute::property(json!(3)))]);
         let applied =
             apply(WriteOp::Append { id: "urn:e:1".into(), fragment: frag, overwrite: false }, stored, T, &ts(2))
                 .unwrap();
         assert_eq!(applied.outcome.not_updated.len(), 1);
-        let next = applied.next.unwrap();
+        let next = applied.to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"][0].value, AttrValue::Property(json!(1)));
         assert_eq!(next.attrs["q"][0].value, AttrValue::Property(json!(3)));
         assert_eq!(next.modified_at, Some(ts(2)));
@@ -506,12 +505,13 @@ mod tests {
         let stored =
             apply(WriteOp::Create(entity(&[("p", p), ("gone", Attribute::property(json!(0)))])), None, T, &ts(1))
                 .unwrap()
-                .next;
+                .to_persist()
+                .cloned();
         let mut patch = Attribute::property(json!(2));
         patch.sub.insert("acc".into(), vec![Attribute::new(AttrValue::Null)]);
         let frag = entity(&[("p", patch), ("gone", Attribute::new(AttrValue::Null))]);
         let next =
-            apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap().next.unwrap();
+            apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         let p = &next.attrs["p"][0];
         assert_eq!(p.value, AttrValue::Property(json!(2)));
         assert_eq!(p.unit_code.as_deref(), Some("CEL"));
@@ -523,7 +523,7 @@ mod tests {
     #[test]
     fn update_only_touches_existing_and_no_change_means_no_event() {
         let stored =
-            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().next;
+            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().to_persist().cloned();
         let frag = entity(&[("missing", Attribute::property(json!(2)))]);
         let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap();
         assert!(applied.change.is_none());
@@ -536,7 +536,8 @@ mod tests {
         b.dataset_id = Some("urn:ds:b".into());
         let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1))), ("p", b)])), None, T, &ts(1))
             .unwrap()
-            .next;
+            .to_persist()
+            .cloned();
         let op = |ds: Option<&str>, all| WriteOp::DeleteAttr {
             id: "urn:e:1".into(),
             name: "p".into(),
@@ -544,9 +545,9 @@ mod tests {
             all,
         };
         assert_eq!(apply(op(Some("urn:ds:x"), false), stored.clone(), T, &ts(2)).unwrap_err().status(), 404);
-        let next = apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().next.unwrap();
+        let next = apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"].len(), 1);
-        let next = apply(op(None, true), stored, T, &ts(2)).unwrap().next.unwrap();
+        let next = apply(op(None, true), stored, T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert!(next.attrs.is_empty());
     }
 }
