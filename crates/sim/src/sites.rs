@@ -439,11 +439,11 @@ fn factory(b: &mut Builder<'_>) {
     for i in 0..machines {
         let p = b.at(-18.0 + 12.0 * f64::from(i % 4), -20.0 + 10.0 * f64::from(i / 4));
         let line = (i / 4) % lines + 1;
-        let cycle = (uniform(&mut b.layout, 30.0, 90.0)).round();
+        let cycle = uniform(&mut b.layout, 30.0, 90.0).round();
         b.add(Kind::Machine, p, |r| Box::new(Machine::new(cycle, r)))
             .with("isInRoom", ngsi::relationship(&hall))
             .with("productionLine", ngsi::property(format!("L{line}")))
-            .with("idealCycleTime", serde_json::json!({"type": "Property", "value": cycle, "unitCode": "SEC"}));
+            .with("idealCycleTime", serde_json::json!({"type": "Property", "value": cycle as i64, "unitCode": "SEC"}));
     }
     for line in 1..=lines {
         let p = b.at(-30.0, -20.0 + 10.0 * f64::from(line));

@@ -327,6 +327,8 @@ pub(crate) enum Reading {
 impl Reading {
     pub fn to_json(&self, decimals: u8) -> Value {
         match self {
+            // Whole quantities (vehicles, ppm, rpm) read as integers, as the devices send them.
+            Self::Num(x) if decimals == 0 => Value::from(x.round() as i64),
             Self::Num(x) => Value::from(crate::ngsi::round(*x, decimals)),
             Self::Int(i) => Value::from(*i),
             Self::Text(s) => Value::from(*s),
