@@ -1,4 +1,7 @@
 //! Injected anomalies: the ground truth is well-formed and tells exactly what was corrupted.
+// Helpers of the tests panic on unexpected data like the tests themselves (clippy.toml allows
+// unwrap in #[test] functions only).
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

@@ -1,4 +1,7 @@
 //! Same seed, same data; another seed, other data; a site's data does not depend on the others.
+// Helpers of the tests panic on unexpected data like the tests themselves (clippy.toml allows
+// unwrap in #[test] functions only).
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

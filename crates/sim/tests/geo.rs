@@ -1,4 +1,7 @@
 //! Everything is where it should be: inside Daejeon, sites in their neighbourhoods.
+// Helpers of the tests panic on unexpected data like the tests themselves (clippy.toml allows
+// unwrap in #[test] functions only).
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

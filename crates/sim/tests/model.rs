@@ -1,5 +1,8 @@
 //! The city model and the simulated entities are valid NGSI-LD, named by the city @context,
 //! and linked so that a user can walk from a strategy to the live sensors.
+// Helpers of the tests panic on unexpected data like the tests themselves (clippy.toml allows
+// unwrap in #[test] functions only).
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

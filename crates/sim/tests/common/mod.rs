@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+// Helpers of the tests panic on unexpected data like the tests themselves (clippy.toml allows
+// unwrap in #[test] functions only).
+#![allow(clippy::unwrap_used)]
+#![allow(dead_code)] // each test file uses a part of these
 
 use chrono::{DateTime, Utc};
 use hanbat_model::jsonld::{Context, ContextBuilder};
