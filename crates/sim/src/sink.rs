@@ -1,5 +1,7 @@
 //! Where simulated entities go. The HTTP sink writes them through the broker's public NGSI-LD
-//! API; the MQTT transport (devices publishing to the IoT agent) will be a second [`Sink`].
+//! API. The MQTT transport (devices publishing to the IoT agent) will be a second [`Sink`]: it
+//! will publish each payload's measured values as `{attribute: value}` to
+//! `hanbat/{apiKey}/{deviceId}/attrs`, the device's first, complete payload serving to provision it.
 
 use crate::ngsi;
 use anyhow::{Context, anyhow};
