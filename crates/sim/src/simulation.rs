@@ -57,6 +57,8 @@ pub(crate) struct Device {
     pub fixed: Vec<(&'static str, Value)>,
     model: Box<dyn Model>,
     rng: ChaCha8Rng,
+    /// Staggers reports within a period, so that a thousand meters reporting every minute make a
+    /// steady stream rather than a burst every minute.
     phase: u64,
     last: Option<DateTime<Utc>>,
     rules: Vec<RuleState>,

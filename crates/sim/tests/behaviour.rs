@@ -170,7 +170,7 @@ fn the_silver_town_lives() {
 
 #[test]
 fn meters_only_count_up_and_alerts_open_then_resolve() {
-    let updates = simulate(Scenario::All, 3, 60);
+    let updates = simulate(Scenario::All, 3, 300);
     let mut register: HashMap<&str, f64> = HashMap::new();
     for (id, _, kwh) in readings(&updates, "ACMeasurement", "totalActiveEnergyImport") {
         let kwh = kwh.as_f64().unwrap();
