@@ -246,7 +246,8 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                     )
                 });
                 // The first batches create (201), the rest update (204): both are success.
-                let stats = drive(addr, clients.min(8), duration, &[StatusCode::CREATED, StatusCode::NO_CONTENT], make).await?;
+                let stats =
+                    drive(addr, clients.min(8), duration, &[StatusCode::CREATED, StatusCode::NO_CONTENT], make).await?;
                 print("batch_upsert", &stats, "entities/s", 1000.0);
             }
             "get_by_id" | "patch_attr" => {

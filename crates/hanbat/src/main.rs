@@ -19,6 +19,10 @@ struct Cli {
 enum Command {
     /// Run the NGSI-LD broker.
     Serve(serve::ServeArgs),
+    /// Broker, Daejeon's city model and the simulated testbed sites, together.
+    Demo(hanbat::demo::DemoArgs),
+    /// Simulate Daejeon's testbed sites against a broker.
+    Sim(hanbat_sim::SimArgs),
     /// Measure the broker: real HTTP load against a broker in its own process.
     Bench(hanbat_bench::BenchArgs),
     /// The reference server of `hanbat bench` (a fixed small JSON answer).
@@ -41,6 +45,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Demo(args) => runtime.block_on(hanbat::demo::run(args)),
+        Command::Sim(args) => runtime.block_on(async move {
+            let report = hanbat_sim::run(args).await?;
+            println!("{report}");
+            anyhow::Ok(())
+        }),
         Command::Bench(args) => runtime.block_on(hanbat_bench::run(args, std::env::current_exe()?)),
         Command::BareServer { listen } => runtime.block_on(hanbat_bench::bare_server(listen)),
     }

@@ -276,7 +276,14 @@ struct CountDeltas {
 }
 
 impl CountDeltas {
-    fn add(&mut self, tx: &Transaction, ids: &mut Ids, tenant: i64, entity: &hanbat_model::Entity, sign: i64) -> rusqlite::Result<()> {
+    fn add(
+        &mut self,
+        tx: &Transaction,
+        ids: &mut Ids,
+        tenant: i64,
+        entity: &hanbat_model::Entity,
+        sign: i64,
+    ) -> rusqlite::Result<()> {
         for t in &entity.types {
             let type_id = ids.name(tx, t)?;
             *self.deltas.entry((tenant, type_id, 0, "")).or_default() += sign;

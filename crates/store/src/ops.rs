@@ -481,8 +481,10 @@ mod tests {
 
     #[test]
     fn append_respects_no_overwrite_and_reports_it() {
-        let stored =
-            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().to_persist().cloned();
+        let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1))
+            .unwrap()
+            .to_persist()
+            .cloned();
         let frag = entity(&[("p", Attribute::property(json!(2))), ("q", Attribute::property(json!(3)))]);
         let applied =
             apply(WriteOp::Append { id: "urn:e:1".into(), fragment: frag, overwrite: false }, stored, T, &ts(2))
@@ -510,8 +512,11 @@ mod tests {
         let mut patch = Attribute::property(json!(2));
         patch.sub.insert("acc".into(), vec![Attribute::new(AttrValue::Null)]);
         let frag = entity(&[("p", patch), ("gone", Attribute::new(AttrValue::Null))]);
-        let next =
-            apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap().to_persist().cloned().unwrap();
+        let next = apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2))
+            .unwrap()
+            .to_persist()
+            .cloned()
+            .unwrap();
         let p = &next.attrs["p"][0];
         assert_eq!(p.value, AttrValue::Property(json!(2)));
         assert_eq!(p.unit_code.as_deref(), Some("CEL"));
@@ -522,8 +527,10 @@ mod tests {
 
     #[test]
     fn update_only_touches_existing_and_no_change_means_no_event() {
-        let stored =
-            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().to_persist().cloned();
+        let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1))
+            .unwrap()
+            .to_persist()
+            .cloned();
         let frag = entity(&[("missing", Attribute::property(json!(2)))]);
         let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap();
         assert!(applied.change.is_none());
@@ -545,7 +552,8 @@ mod tests {
             all,
         };
         assert_eq!(apply(op(Some("urn:ds:x"), false), stored.clone(), T, &ts(2)).unwrap_err().status(), 404);
-        let next = apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().to_persist().cloned().unwrap();
+        let next =
+            apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"].len(), 1);
         let next = apply(op(None, true), stored, T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert!(next.attrs.is_empty());
