@@ -66,7 +66,7 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 /// The query of `GET /entities` parameters (§6.4.3.2).
-fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
+pub fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
     let mut selector = EntitySelector::default();
     for id in params.list("id") {
         check_id(&id)?;
@@ -196,13 +196,14 @@ async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, 
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
-    add_page_links(&mut response, ngsi, page.entities.len(), limit, offset, page.count);
+    add_page_links(&mut response, "/ngsi-ld/v1/entities", ngsi, page.entities.len(), limit, offset, page.count);
     Ok(response)
 }
 
 /// `prev`/`next` Link headers (§5.5.9): `next` when the page is full and more may follow.
 pub fn add_page_links(
     response: &mut Response,
+    path: &str,
     ngsi: &Ngsi,
     returned: usize,
     limit: usize,
@@ -212,7 +213,6 @@ pub fn add_page_links(
     if limit == 0 {
         return;
     }
-    let path = "/ngsi-ld/v1/entities";
     let more = match total {
         Some(t) => (offset + returned) < t as usize,
         None => returned == limit,

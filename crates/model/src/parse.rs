@@ -17,6 +17,9 @@ pub enum Mode {
     Entity,
     /// Merge, append, update: `id` and `type` optional; a null value deletes (merge-patch).
     Fragment,
+    /// Temporal representation: an attribute lists instances over time, several of them with
+    /// the same datasetId; `id` and `type` required.
+    Temporal,
 }
 
 /// Attribute kinds: the NGSI-LD type names, also accepted in expanded form.
@@ -84,11 +87,15 @@ pub fn entity(object: Map<String, Value>, ctx: &Context, mode: Mode) -> Result<E
                 validate_name(&key)?;
                 let name = ctx.expand(&key);
                 let instances = attribute(&key, value, ctx, mode)?;
-                merge_instances(&mut entity.attrs, &key, name, instances)?;
+                if mode == Mode::Temporal {
+                    entity.attrs.entry(name).or_default().extend(instances);
+                } else {
+                    merge_instances(&mut entity.attrs, &key, name, instances)?;
+                }
             }
         }
     }
-    if mode == Mode::Entity {
+    if mode != Mode::Fragment {
         if !has_id {
             return Err(NgsiError::bad_data("the entity has no 'id'"));
         }
@@ -206,7 +213,7 @@ fn instance(key: &str, value: Value, ctx: &Context, mode: Mode) -> Result<Attrib
 fn null_or_error(key: &str, mode: Mode) -> Result<Attribute> {
     match mode {
         Mode::Fragment => Ok(Attribute::new(AttrValue::Null)),
-        Mode::Entity => Err(NgsiError::bad_data(format!("attribute '{key}' has a null value"))),
+        Mode::Entity | Mode::Temporal => Err(NgsiError::bad_data(format!("attribute '{key}' has a null value"))),
     }
 }
 

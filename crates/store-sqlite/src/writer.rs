@@ -5,9 +5,9 @@
 //! transaction and acknowledges them after the commit. Under load many small writes share one
 //! fsync; with a single client a write costs one commit, as before.
 
-use crate::codec;
+use crate::{codec, history};
 use hanbat_model::{NgsiError, Result, Timestamp};
-use hanbat_store::{Applied, DocKind, WriteOp, ops};
+use hanbat_store::{Applied, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -17,9 +17,34 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_OPS_PER_COMMIT: usize = 20_000;
 
 pub(crate) enum Job {
-    Write { tenant: String, ops: Vec<WriteOp>, reply: oneshot::Sender<Result<Vec<Result<Applied>>>> },
-    PutDoc { tenant: String, kind: DocKind, id: String, body: String, reply: oneshot::Sender<Result<()>> },
-    DeleteDoc { tenant: String, kind: DocKind, id: String, reply: oneshot::Sender<Result<bool>> },
+    Write {
+        tenant: String,
+        ops: Vec<WriteOp>,
+        reply: oneshot::Sender<Result<Vec<Result<Applied>>>>,
+    },
+    PutDoc {
+        tenant: String,
+        kind: DocKind,
+        id: String,
+        body: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    DeleteDoc {
+        tenant: String,
+        kind: DocKind,
+        id: String,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    History {
+        tenant: String,
+        op: Box<HistoryOp>,
+        reply: oneshot::Sender<Result<HistoryOutcome>>,
+    },
+    /// Moves history log records into chunks; `older_than` also prunes history recorded
+    /// before that instant (retention).
+    Maintain {
+        older_than: Option<i64>,
+    },
 }
 
 impl Job {
@@ -36,6 +61,8 @@ enum Done {
     Write(oneshot::Sender<Result<Vec<Result<Applied>>>>, Vec<Result<Applied>>),
     PutDoc(oneshot::Sender<Result<()>>),
     DeleteDoc(oneshot::Sender<Result<bool>>, bool),
+    History(oneshot::Sender<Result<HistoryOutcome>>, Result<HistoryOutcome>),
+    Maintained,
 }
 
 impl Done {
@@ -45,6 +72,8 @@ impl Done {
             Done::Write(reply, results) => drop(reply.send(Ok(results))),
             Done::PutDoc(reply) => drop(reply.send(Ok(()))),
             Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
+            Done::History(reply, outcome) => drop(reply.send(outcome)),
+            Done::Maintained => {}
         }
     }
 
@@ -53,13 +82,15 @@ impl Done {
             Done::Write(reply, _) => drop(reply.send(Err(err))),
             Done::PutDoc(reply) => drop(reply.send(Err(err))),
             Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
+            Done::History(reply, _) => drop(reply.send(Err(err))),
+            Done::Maintained => {}
         }
     }
 }
 
 /// Interned ids of tenants and names, valid for committed rows only: cleared when a commit fails.
 #[derive(Default)]
-struct Ids {
+pub(crate) struct Ids {
     tenants: HashMap<String, i64>,
     names: HashMap<String, i64>,
 }
@@ -75,7 +106,7 @@ impl Ids {
         Ok(id)
     }
 
-    fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
+    pub(crate) fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.names.get(iri) {
             return Ok(*id);
         }
@@ -150,6 +181,8 @@ fn fail_job(job: Job, err: NgsiError) {
         Job::Write { reply, .. } => drop(reply.send(Err(err))),
         Job::PutDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
+        Job::History { reply, .. } => drop(reply.send(Err(err))),
+        Job::Maintain { .. } => {}
     }
 }
 
@@ -175,6 +208,22 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             match r {
                 Ok(_) => Ok(Done::PutDoc(reply)),
                 Err(e) => Err((Done::PutDoc(reply), e)),
+            }
+        }
+        Job::History { tenant, op, reply } => {
+            match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op, now)) {
+                Ok(outcome) => Ok(Done::History(reply, outcome)),
+                Err(e) => Err((Done::History(reply, Err(NgsiError::internal("storage"))), e)),
+            }
+        }
+        Job::Maintain { older_than } => {
+            let pruned = match older_than {
+                Some(t) => history::prune(tx, t),
+                None => Ok(0),
+            };
+            match pruned.and_then(|_| history::compact(tx)) {
+                Ok(_) => Ok(Done::Maintained),
+                Err(e) => Err((Done::Maintained, e)),
             }
         }
         Job::DeleteDoc { tenant, kind, id, reply } => {
@@ -220,6 +269,7 @@ fn write_one(
         Err(e) => return Ok(Err(e)),
     };
     let Some(change) = &applied.change else { return Ok(Ok(applied)) };
+    history::record_change(tx, ids, tenant_id, change)?;
     if let Some(before) = &change.previous {
         counts.add(tx, ids, tenant_id, before, -1)?;
     }
