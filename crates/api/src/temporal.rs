@@ -48,10 +48,6 @@ const QUERY_PARAMS: &[&str] = &[
 
 const OPTIONS: &[&str] = &["temporalValues", "aggregatedValues", "sysAttrs", "keyValues", "simplified", "concise"];
 
-/// Instances per attribute in one response; more are cut and the response says so (206 with
-/// Content-Range), so that no query can exhaust memory.
-const MAX_INSTANCES: usize = 10_000;
-
 /// The representation asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Representation {
@@ -107,13 +103,19 @@ fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, Vi
     Ok((TimeFilter { property, rel, last_n }, aggregation, view))
 }
 
-fn history_query(params: &Params, ctx: &Context, select: hanbat_store::EntityQuery) -> Result<(HistoryQuery, View)> {
+fn history_query(
+    state: &AppState,
+    params: &Params,
+    ctx: &Context,
+    select: hanbat_store::EntityQuery,
+) -> Result<(HistoryQuery, View)> {
     let (time, aggregation, view) = time_and_view(params)?;
     let attrs = params.names("attrs", ctx)?;
     let mut select = select;
     // `attrs` picks what to return; it does not exclude entities that lack them here.
     select.with_any_attr.clear();
-    Ok((HistoryQuery { select, attrs, time, aggregation, max_instances: MAX_INSTANCES }, view))
+    let max_instances = state.broker.limits.temporal_page;
+    Ok((HistoryQuery { select, attrs, time, aggregation, max_instances }, view))
 }
 
 /// Renders one temporal entity.
@@ -205,20 +207,26 @@ fn temporal_values(instances: &[Attribute], ctx: &Context, property: TimePropert
     }
 }
 
-/// Sets 206 + Content-Range when instances were cut.
-fn mark_partial(response: &mut axum::response::Response, entities: &[TemporalEntity]) {
-    if !entities.iter().any(|e| e.truncated) {
-        return;
-    }
+/// Sets 206 and `Content-Range: date-time <start>-<end>/<size>` when instances were cut
+/// (§6.3.10): the range runs in traversal order from the window's edge (or the first instance
+/// returned) to the last instance returned; the size is `lastN`, or `*` when unknown.
+fn mark_partial(response: &mut axum::response::Response, entities: &[TemporalEntity], time: &TimeFilter) {
+    let Some(page) = entities.iter().find_map(|e| e.page) else { return };
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-    let (lo, hi) =
-        entities.iter().filter_map(|e| e.range).fold((i64::MAX, i64::MIN), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
-    if lo <= hi {
-        let range =
-            format!("date-time {}-{}/*", hanbat_model::time::format_micros(lo), hanbat_model::time::format_micros(hi));
-        if let Ok(v) = HeaderValue::from_str(&range) {
-            response.headers_mut().insert(http::header::CONTENT_RANGE, v);
-        }
+    let start = match (page.descending, time.rel) {
+        (true, Some(TimeRel::Between(_, end))) => end,
+        (true, Some(TimeRel::Before(at))) => at,
+        (false, Some(TimeRel::After(at) | TimeRel::Between(at, _))) => at,
+        _ => page.first,
+    };
+    let size = time.last_n.map_or_else(|| "*".to_string(), |n| n.to_string());
+    let range = format!(
+        "date-time {}-{}/{size}",
+        hanbat_model::time::format_micros(start),
+        hanbat_model::time::format_micros(page.last)
+    );
+    if let Ok(v) = HeaderValue::from_str(&range) {
+        response.headers_mut().insert(http::header::CONTENT_RANGE, v);
     }
 }
 
@@ -240,7 +248,7 @@ async fn run_query(
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
     add_page_links(&mut response, path, ngsi, page.entities.len(), hq.select.limit, hq.select.offset, page.count);
-    mark_partial(&mut response, &page.entities);
+    mark_partial(&mut response, &page.entities, &hq.time);
     Ok(response)
 }
 
@@ -252,7 +260,7 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     let mut select = query::query_from_params(&ngsi.params, &rc.ctx)?;
     let (limit, offset) = page(&state, &ngsi.params)?;
     (select.limit, select.offset, select.count) = (limit, offset, ngsi.params.flag("count")?);
-    let (hq, view) = history_query(&ngsi.params, &rc.ctx, select)?;
+    let (hq, view) = history_query(&state, &ngsi.params, &rc.ctx, select)?;
     run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entities").await
 }
 
@@ -286,7 +294,7 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
             params.push(k, &v);
         }
     }
-    let (mut hq, view) = history_query(&params, &rc.ctx, select)?;
+    let (mut hq, view) = history_query(&state, &params, &rc.ctx, select)?;
     hq.attrs = hq.select.with_any_attr.clone();
     hq.select.with_any_attr.clear();
     run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entityOperations/query").await
@@ -303,7 +311,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         limit: 1,
         ..Default::default()
     };
-    let (hq, view) = history_query(&ngsi.params, &rc.ctx, select)?;
+    let (hq, view) = history_query(&state, &ngsi.params, &rc.ctx, select)?;
     state.require_tenant(&ngsi.tenant).await?;
     let page = state.broker.store.history(&ngsi.tenant, &hq).await?;
     let te = page
@@ -312,7 +320,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         .ok_or_else(|| NgsiError::not_found(format!("entity '{id}' has no temporal representation")))?;
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
     let mut response = response::body(&rc, accept, StatusCode::OK, render_entity(te, &rc.ctx, &view, lang));
-    mark_partial(&mut response, &page.entities);
+    mark_partial(&mut response, &page.entities, &hq.time);
     Ok(response)
 }
 

@@ -20,12 +20,15 @@ pub type ChangeListener = Box<dyn Fn(&Arc<Change>) + Send + Sync>;
 pub struct Limits {
     pub default_page: usize,
     pub max_page: usize,
+    /// Attribute instances per entity in one temporal response (§6.3.10); more are cut (206).
+    pub temporal_page: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        // Orion-LD's figures: pages of 20 by default, at most 1000.
-        Self { default_page: 20, max_page: 1000 }
+        // Orion-LD's figures for entity pages: 20 by default, at most 1000. For temporal pages,
+        // 20 instances per entity, the default the conformance suite and TS 104-176 §6.4.7 assume.
+        Self { default_page: 20, max_page: 1000, temporal_page: 20 }
     }
 }
 

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Largest page size a query may ask for.
     #[arg(long, default_value_t = 1000)]
     pub max_page_size: usize,
+    /// Attribute instances per entity in one temporal response; more are paginated (206).
+    #[arg(long, default_value_t = 20)]
+    pub temporal_page_size: usize,
     /// Prune history recorded longer ago than this (e.g. `90d`); default: keep all.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub history_retention: Option<std::time::Duration>,
@@ -89,7 +92,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         let document = serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
         contexts.preload(url, document).map_err(|e| anyhow::anyhow!(e.detail))?;
     }
-    let limits = Limits { default_page: args.page_size, max_page: args.max_page_size };
+    let limits = Limits {
+        default_page: args.page_size,
+        max_page: args.max_page_size,
+        temporal_page: args.temporal_page_size.max(1),
+    };
     let broker = Arc::new(Broker::new(store, contexts, limits));
     let app = hanbat_api::app(AppState::new(broker, args.max_body));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");

@@ -574,84 +574,18 @@ fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
     }
 }
 
-/// The entity as of its latest instances (for q, scopeQ and geo-queries on history).
-fn latest_state(base: &Entity, loaded: &Loaded) -> Entity {
-    let mut e = base.clone();
-    for ((iri, dataset), samples) in &loaded.series {
-        if let Some((s, unit)) = samples.iter().max_by_key(|(s, _)| (s.recorded, s.origin))
-            && !matches!(s.value, SampleValue::Deleted)
-        {
-            e.attrs.entry(iri.to_string()).or_default().push(instance_of(s, unit.as_deref(), dataset));
-        }
-    }
-    e
-}
+/// One instance inside the query's window: (instant of the time property, sample, unit,
+/// datasetId).
+type Timed = (i64, Sample, Option<Arc<str>>, String);
 
-/// Runs a temporal query for one tenant.
-pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<HistoryPage> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY tid",
-        )
-        .map_err(storage)?;
-    let mut rows = stmt.query([tenant]).map_err(storage)?;
+/// The samples inside the window, per attribute; deletions only answer `deletedAt` queries,
+/// and instances without the time property are outside any window on it.
+fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> {
     let property = q.time.property;
-    let window = q.time.rel.map(|r| r.bounds());
-    let mut page = Vec::new();
-    let mut matched = 0u64;
-    let wanted = q.select.offset.saturating_add(q.select.limit);
-    let light_query = {
-        // The selector part is decided on the row alone; q, scope and geo need the samples.
-        let mut l = q.select.clone();
-        l.q = None;
-        l.scope = None;
-        l.geo = None;
-        l.with_any_attr = Vec::new();
-        l
-    };
-    while let Some(row) = rows.next().map_err(storage)? {
-        let tid: i64 = row.get(0).map_err(storage)?;
-        let mut entity = Entity::new(row.get::<_, String>(1).map_err(storage)?, Vec::new());
-        entity.types = serde_json::from_str(&row.get::<_, String>(2).map_err(storage)?).unwrap_or_default();
-        entity.scopes = serde_json::from_str(&row.get::<_, String>(3).map_err(storage)?).unwrap_or_default();
-        entity.created_at = Some(Timestamp::from_micros(row.get(4).map_err(storage)?));
-        entity.modified_at = Some(Timestamp::from_micros(row.get(5).map_err(storage)?));
-        entity.deleted_at = row.get::<_, Option<i64>>(6).map_err(storage)?.map(Timestamp::from_micros);
-        if !light_query.matches(&entity) {
-            continue;
-        }
-        let needs_state = q.select.q.is_some() || q.select.geo.is_some() || !q.select.with_any_attr.is_empty();
-        let attrs = if needs_state { &[][..] } else { &q.attrs[..] };
-        let loaded = load_samples(conn, tid, attrs, window, property == TimeProperty::ObservedAt)?;
-        if needs_state && !q.select.matches(&latest_state(&entity, &loaded)) {
-            continue;
-        }
-        matched += 1;
-        if matched as usize > q.select.offset && page.len() < q.select.limit {
-            page.push(build(entity, loaded, q));
-        }
-        if !q.select.count && matched as usize >= wanted {
-            break;
-        }
-    }
-    Ok(HistoryPage { entities: page, count: q.select.count.then_some(matched) })
-}
-
-/// Filters, orders and cuts the samples of each attribute, into instances or aggregates.
-fn build(entity: Entity, loaded: Loaded, q: &HistoryQuery) -> TemporalEntity {
-    let property = q.time.property;
-    let mut out = TemporalEntity { entity, ..TemporalEntity::default() };
-    // Per attribute: (instant of the time property, sample, unit, datasetId).
-    type Timed = (i64, Sample, Option<Arc<str>>, String);
     let mut by_attr: IndexMap<Arc<str>, Vec<Timed>> = IndexMap::new();
     for ((iri, dataset), samples) in loaded.series {
-        if !q.attrs.is_empty() && !q.attrs.iter().any(|a| **a == *iri) {
-            continue;
-        }
         let slot = by_attr.entry(iri).or_default();
         for (s, unit) in samples {
-            // Deletions only answer deletedAt queries; instances without the time property
-            // are out of any window on it.
             let t = match time_of(&s, property) {
                 Some(t) => t,
                 None if q.time.rel.is_none() && property == TimeProperty::ObservedAt => s.recorded,
@@ -666,20 +600,85 @@ fn build(entity: Entity, loaded: Loaded, q: &HistoryQuery) -> TemporalEntity {
             slot.push((t, s, unit, dataset.clone()));
         }
     }
-    for (iri, mut samples) in by_attr {
-        if samples.is_empty() {
+    by_attr.retain(|_, v| !v.is_empty());
+    by_attr
+}
+
+/// The entity with every windowed instance: q, scopeQ and geo-queries on history hold when
+/// some instance in the window satisfies each term (§5.7.4.4).
+fn windowed_entity(base: &Entity, windowed: &IndexMap<Arc<str>, Vec<Timed>>) -> Entity {
+    let mut e = base.clone();
+    for (iri, samples) in windowed {
+        let instances = samples.iter().map(|(_, s, unit, dataset)| instance_of(s, unit.as_deref(), dataset)).collect();
+        e.attrs.insert(iri.to_string(), instances);
+    }
+    e
+}
+
+/// Runs a temporal query for one tenant.
+pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<HistoryPage> {
+    let mut stmt = conn
+        .prepare_cached("SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY tid")
+        .map_err(storage)?;
+    let mut rows = stmt.query([tenant]).map_err(storage)?;
+    let window = q.time.rel.map(|r| r.bounds());
+    let mut page = Vec::new();
+    let mut matched = 0u64;
+    let wanted = q.select.offset.saturating_add(q.select.limit);
+    // The selector part is decided on the row alone; q, scope, geo and `attrs` as a filter need
+    // the windowed instances.
+    let light_query = hanbat_store::EntityQuery { entities: q.select.entities.clone(), ..Default::default() };
+    let needs_instances =
+        q.select.q.is_some() || q.select.geo.is_some() || q.select.scope.is_some() || !q.select.with_any_attr.is_empty();
+    while let Some(row) = rows.next().map_err(storage)? {
+        let tid: i64 = row.get(0).map_err(storage)?;
+        let mut entity = Entity::new(row.get::<_, String>(1).map_err(storage)?, Vec::new());
+        entity.types = serde_json::from_str(&row.get::<_, String>(2).map_err(storage)?).unwrap_or_default();
+        entity.scopes = serde_json::from_str(&row.get::<_, String>(3).map_err(storage)?).unwrap_or_default();
+        entity.created_at = Some(Timestamp::from_micros(row.get(4).map_err(storage)?));
+        entity.modified_at = Some(Timestamp::from_micros(row.get(5).map_err(storage)?));
+        entity.deleted_at = row.get::<_, Option<i64>>(6).map_err(storage)?.map(Timestamp::from_micros);
+        if !light_query.matches(&entity) {
             continue;
         }
+        let attrs = if needs_instances { &[][..] } else { &q.attrs[..] };
+        let loaded = load_samples(conn, tid, attrs, window, q.time.property == TimeProperty::ObservedAt)?;
+        let mut instances = windowed(loaded, q);
+        if needs_instances && !q.select.matches(&windowed_entity(&entity, &instances)) {
+            continue;
+        }
+        if !q.attrs.is_empty() {
+            instances.retain(|iri, _| q.attrs.iter().any(|a| **a == **iri));
+        }
+        matched += 1;
+        if matched as usize > q.select.offset && page.len() < q.select.limit {
+            page.push(build(entity, instances, q));
+        }
+        if !q.select.count && matched as usize >= wanted {
+            break;
+        }
+    }
+    Ok(HistoryPage { entities: page, count: q.select.count.then_some(matched) })
+}
+
+/// Orders, cuts (`lastN`, then the page of instances) and shapes the windowed instances into
+/// instances or aggregates.
+fn build(entity: Entity, mut by_attr: IndexMap<Arc<str>, Vec<Timed>>, q: &HistoryQuery) -> TemporalEntity {
+    let mut out = TemporalEntity { entity, ..TemporalEntity::default() };
+    for samples in by_attr.values_mut() {
         samples.sort_by_key(|(t, s, _, _)| (*t, s.origin));
         if let Some(n) = q.time.last_n
             && samples.len() > n
         {
             samples.drain(..samples.len() - n);
         }
-        if let Some(aggr) = &q.aggregation {
-            let (start, end) = q.time.rel.map(|r| r.bounds()).unwrap_or((i64::MIN, i64::MAX));
-            let start = (start != i64::MIN).then_some(start);
-            let end = (end != i64::MAX).then_some(end);
+    }
+    if let Some(aggr) = &q.aggregation {
+        let (start, end) = q.time.rel.map(|r| r.bounds()).unwrap_or((i64::MIN, i64::MAX));
+        let start = (start != i64::MIN).then_some(start);
+        let end = (end != i64::MAX).then_some(end);
+        let core = hanbat_model::jsonld::core_context();
+        for (iri, samples) in by_attr {
             let mut periods = Periods::new(&aggr.methods, aggr.period, start, end);
             let mut kind = "Property";
             for (t, s, unit, dataset) in &samples {
@@ -689,29 +688,41 @@ fn build(entity: Entity, loaded: Loaded, q: &HistoryQuery) -> TemporalEntity {
                     None => {
                         let inst = instance_of(s, unit.as_deref(), dataset);
                         kind = inst.value.type_name();
-                        let value = hanbat_model::render::key_value(
-                            &inst,
-                            &hanbat_model::jsonld::core_context(),
-                            &Default::default(),
-                        );
-                        acc.add_value(&value);
+                        acc.add_value(&hanbat_model::render::key_value(&inst, &core, &Default::default()));
                     }
                 }
             }
             let last = samples.last().map(|(t, ..)| *t);
             out.aggregated.insert(iri.to_string(), AggregatedAttr { kind, methods: periods.results(last) });
+        }
+        return out;
+    }
+    // The page of instances (§6.3.10): over the union of the entity's attributes, in traversal
+    // order — most recent first with lastN, oldest first otherwise.
+    let total: usize = by_attr.values().map(Vec::len).sum();
+    if total > q.max_instances {
+        let descending = q.time.last_n.is_some();
+        let mut all: Vec<(i64, Origin)> = by_attr.values().flatten().map(|(t, s, ..)| (*t, s.origin)).collect();
+        all.sort_unstable();
+        if descending {
+            all.reverse();
+        }
+        let kept: std::collections::HashSet<Origin> = all.iter().take(q.max_instances).map(|(_, o)| *o).collect();
+        for samples in by_attr.values_mut() {
+            samples.retain(|(_, s, ..)| kept.contains(&s.origin));
+        }
+        let returned: Vec<i64> = all.iter().take(q.max_instances).map(|(t, _)| *t).collect();
+        out.page = Some(hanbat_store::InstancePage {
+            first: returned.first().copied().unwrap_or_default(),
+            last: returned.last().copied().unwrap_or_default(),
+            descending,
+        });
+    }
+    for (iri, samples) in by_attr {
+        if samples.is_empty() {
             continue;
         }
-        if samples.len() > q.max_instances {
-            out.truncated = true;
-            samples.truncate(q.max_instances);
-        }
-        let (first, last) = (samples.first().map(|s| s.0), samples.last().map(|s| s.0));
-        if let (Some(f), Some(l)) = (first, last) {
-            out.range = Some(out.range.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
-        }
-        let instances =
-            samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
+        let instances = samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
         out.entity.attrs.insert(iri.to_string(), instances);
     }
     out

@@ -17,7 +17,8 @@ pub struct HistoryQuery {
     pub attrs: Vec<String>,
     pub time: TimeFilter,
     pub aggregation: Option<Aggregation>,
-    /// At most this many instances per attribute; more are cut (the response says so).
+    /// At most this many instances per entity (all attributes together); more are cut and the
+    /// response says so (§6.3.10, 206 + Content-Range).
     pub max_instances: usize,
 }
 
@@ -31,10 +32,19 @@ pub struct TemporalEntity {
     /// With aggregation instead of instances: per attribute, its kind and per method the rows
     /// `[value, startAt, endAt]`.
     pub aggregated: IndexMap<String, AggregatedAttr>,
-    /// Whether some attribute had more instances than `max_instances` (cut).
-    pub truncated: bool,
-    /// The range of the time property over the instances returned, for `Content-Range`.
-    pub range: Option<(i64, i64)>,
+    /// Set when instances were cut at `max_instances`.
+    pub page: Option<InstancePage>,
+}
+
+/// The part of an entity's history a cut response holds, in traversal order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstancePage {
+    /// The instant of the first instance returned (the most recent one when descending).
+    pub first: i64,
+    /// The instant of the last instance returned.
+    pub last: i64,
+    /// Most recent first (`lastN`).
+    pub descending: bool,
 }
 
 #[derive(Debug, Clone)]

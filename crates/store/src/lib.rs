@@ -19,7 +19,7 @@ pub mod history;
 pub mod ops;
 
 pub use change::{AttrChange, AttrChangeKind, Change, ChangeKind};
-pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, TemporalEntity};
+pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, InstancePage, TemporalEntity};
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
