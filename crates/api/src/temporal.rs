@@ -2,7 +2,7 @@
 //! temporal (`temporalValues`) or aggregated (`aggregatedValues`) representation.
 
 use crate::AppState;
-use crate::entities::path_id;
+use crate::entities::{path_id, write_one};
 use crate::params::Params;
 use crate::query::{self, add_page_links, page};
 use crate::request::{Accept, Ngsi, RequestContext};
@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use hanbat_model::parse::{self, Mode};
 use hanbat_model::render::{self, Format, Options};
 use hanbat_model::{AttrValue, Attribute, Context, NgsiError, Result};
-use hanbat_store::{HistoryOp, HistoryOutcome, HistoryQuery, TemporalEntity};
+use hanbat_store::{HistoryOp, HistoryOutcome, HistoryQuery, Status, TemporalEntity, WriteOp};
 use hanbat_temporal::{AggrMethod, Aggregation, IsoDuration, TimeFilter, TimeProperty, TimeRel};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
@@ -63,7 +63,10 @@ struct View {
 }
 
 fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, View)> {
-    let options = params.options(OPTIONS)?;
+    let options = params.list("options");
+    if let Some(bad) = options.iter().find(|o| !OPTIONS.contains(&o.as_str())) {
+        return Err(NgsiError::invalid_request(format!("options={bad} is not one of {}", OPTIONS.join(", "))));
+    }
     let has = |o: &str| options.iter().any(|x| x == o);
     let property = params.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default();
     let rel = TimeRel::from_params(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))?;
@@ -82,7 +85,7 @@ fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, Vi
         Some("simplified") | Some("keyValues") => Representation::TemporalValues,
         Some("normalized") | None => Representation::Temporal,
         Some(other) => {
-            return Err(NgsiError::bad_data(format!(
+            return Err(NgsiError::invalid_request(format!(
                 "format={other} is not one of normalized, temporalValues, aggregatedValues"
             )));
         }
@@ -94,9 +97,7 @@ fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, Vi
         let period = params.get("aggrPeriodDuration").map(IsoDuration::parse).transpose()?.unwrap_or_default();
         Some(Aggregation { methods: AggrMethod::parse_list(methods)?, period })
     } else {
-        if params.has("aggrMethods") || params.has("aggrPeriodDuration") {
-            return Err(NgsiError::bad_data("aggrMethods and aggrPeriodDuration need options=aggregatedValues"));
-        }
+        // `format` wins over `options` (§6.3.7): aggregation parameters are then moot.
         None
     };
     let view = View { representation, sys_attrs: has("sysAttrs"), property };
@@ -115,14 +116,27 @@ fn history_query(
     // `attrs` picks what to return; it does not exclude entities that lack them here.
     select.with_any_attr.clear();
     let max_instances = state.broker.limits.temporal_page;
-    Ok((HistoryQuery { select, attrs, time, aggregation, max_instances }, view))
+    let dataset_ids = params.has("datasetId").then(|| params.list("datasetId"));
+    let hq = HistoryQuery { select, attrs, dataset_ids, time, aggregation, skip_empty: true, max_instances };
+    Ok((hq, view))
 }
 
 /// Renders one temporal entity.
 fn render_entity(te: &TemporalEntity, ctx: &Context, view: &View, lang: Option<render::LangFilter>) -> Value {
     let options = Options { format: Format::Normalized, sys_attrs: view.sys_attrs, lang };
     let mut out = match view.representation {
-        Representation::Temporal => render::entity(&te.entity, ctx, &options),
+        Representation::Temporal => {
+            // Each attribute is the list of its instances, even when there is one.
+            let mut out = render::entity(&te.entity, ctx, &options);
+            for name in te.entity.attrs.keys() {
+                if let Some(v) = out.get_mut(&ctx.compact(name))
+                    && !v.is_array()
+                {
+                    *v = Value::Array(vec![v.take()]);
+                }
+            }
+            out
+        }
         Representation::TemporalValues => {
             let mut head = te.entity.clone();
             head.attrs.clear();
@@ -185,8 +199,14 @@ fn temporal_values(instances: &[Attribute], ctx: &Context, property: TimePropert
                     }
                     .or(a.modified_at.as_ref())
                     .map(|t| t.to_text());
+                    // Values that are JSON objects themselves keep their member name, so that a
+                    // reader can tell them from a compound value.
                     let value = match &a.value {
-                        AttrValue::LanguageProperty(m) => Value::Object(m.clone()),
+                        AttrValue::LanguageProperty(m) => json!({ "languageMap": m }),
+                        AttrValue::VocabProperty(_) => {
+                            json!({ "vocab": render::key_value(a, ctx, &Options::default()) })
+                        }
+                        AttrValue::JsonProperty(j) => json!({ "json": j }),
                         _ => render::key_value(a, ctx, &Options::default()),
                     };
                     json!([value, at])
@@ -257,10 +277,18 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(QUERY_PARAMS)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
     let rc = ngsi.context(&state).await?;
-    let mut select = query::query_from_params(&ngsi.params, &rc.ctx)?;
-    let (limit, offset) = page(&state, &ngsi.params)?;
-    (select.limit, select.offset, select.count) = (limit, offset, ngsi.params.flag("count")?);
-    let (hq, view) = history_query(&state, &ngsi.params, &rc.ctx, select)?;
+    let p = &ngsi.params;
+    // §5.7.4: a temporal query names entity types or attributes (or filters); ids alone are not
+    // enough.
+    if !["type", "attrs", "q", "georel", "scopeQ"].iter().any(|n| p.has(n)) && !p.flag("local")? {
+        return Err(
+            NgsiError::bad_data("a temporal query needs type, attrs, q, a geo-query, scopeQ or local=true").into()
+        );
+    }
+    let mut select = query::query_from_params(p, &rc.ctx)?;
+    let (limit, offset) = page(&state, p)?;
+    (select.limit, select.offset, select.count) = (limit, offset, p.flag("count")?);
+    let (hq, view) = history_query(&state, p, &rc.ctx, select)?;
     run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entities").await
 }
 
@@ -328,17 +356,18 @@ async fn write(state: &AppState, tenant: &str, op: HistoryOp) -> Result<HistoryO
     state.broker.store.write_history(tenant, op).await
 }
 
-/// `POST /temporal/entities`
+/// `POST /temporal/entities`: instances over time; the entity is created or updated with the
+/// latest instance of each attribute (as Stellio does), history records them all.
 pub async fn create(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let entity = parse::entity(body, &rc.ctx, Mode::Temporal)?;
     let id = entity.id.clone();
-    let outcome = write(&state, &ngsi.tenant, HistoryOp::Upsert(entity)).await?;
+    let applied = write_one(&state, &ngsi.tenant, WriteOp::Temporal { entity, create: true }).await?;
     state.tenant_seen(&ngsi.tenant);
-    Ok(match outcome {
-        HistoryOutcome::Created => response::created(&format!("/ngsi-ld/v1/temporal/entities/{id}")),
-        HistoryOutcome::Updated => response::no_content(),
+    Ok(match applied.outcome.status {
+        Status::Created => response::created(&format!("/ngsi-ld/v1/temporal/entities/{id}")),
+        _ => response::no_content(),
     })
 }
 
@@ -358,10 +387,25 @@ pub async fn add_attrs(State(state): State<AppState>, Path(id): Path<String>, ng
     let (rc, mut body) = ngsi.object_body(&state).await?;
     body.insert("id".into(), Value::String(id.clone()));
     body.entry("type").or_insert_with(|| Value::String("_".into()));
-    let fragment = parse::entity(body, &rc.ctx, Mode::Temporal)?;
+    let mut fragment = parse::entity(body, &rc.ctx, Mode::Temporal)?;
+    fragment.types.clear();
     state.require_tenant(&ngsi.tenant).await?;
-    write(&state, &ngsi.tenant, HistoryOp::AddAttrs { id, attrs: fragment.attrs }).await?;
+    write_one(&state, &ngsi.tenant, WriteOp::Temporal { entity: fragment, create: false }).await?;
     Ok(response::no_content())
+}
+
+/// An attribute name from a path: a valid name or an IRI.
+fn path_attr(attr: &str) -> Result<()> {
+    if parse::is_uri(attr) { Ok(()) } else { parse::validate_name(attr) }
+}
+
+/// An instance id from a path: a URI.
+fn path_instance(instance: &str) -> Result<()> {
+    if parse::is_uri(instance) {
+        Ok(())
+    } else {
+        Err(NgsiError::bad_data(format!("instanceId '{instance}' is not a URI")))
+    }
 }
 
 /// `DELETE /temporal/entities/{id}/attrs/{attrId}`
@@ -372,6 +416,7 @@ pub async fn delete_attr(
 ) -> ApiResult {
     ngsi.params.allow(&["datasetId", "deleteAll", "local"])?;
     let id = path_id(&id)?;
+    path_attr(&attr)?;
     let rc = ngsi.context(&state).await?;
     let dataset_id = ngsi.params.get("datasetId").map(str::to_string);
     let all = ngsi.params.flag("deleteAll")?;
@@ -389,6 +434,8 @@ pub async fn patch_instance(
 ) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
+    path_attr(&attr)?;
+    path_instance(&instance_id)?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let name = rc.ctx.expand(&attr);
     // The body is an attribute fragment, named or not (`{"speed": {...}}` or `{...}`).
@@ -411,6 +458,8 @@ pub async fn delete_instance(
 ) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
+    path_attr(&attr)?;
+    path_instance(&instance_id)?;
     let rc = ngsi.context(&state).await?;
     state.require_tenant(&ngsi.tenant).await?;
     write(&state, &ngsi.tenant, HistoryOp::DeleteInstance { id, attr: rc.ctx.expand(&attr), instance_id }).await?;

@@ -212,8 +212,9 @@ fn instance(key: &str, value: Value, ctx: &Context, mode: Mode) -> Result<Attrib
 
 fn null_or_error(key: &str, mode: Mode) -> Result<Attribute> {
     match mode {
-        Mode::Fragment => Ok(Attribute::new(AttrValue::Null)),
-        Mode::Entity | Mode::Temporal => Err(NgsiError::bad_data(format!("attribute '{key}' has a null value"))),
+        // In a temporal payload a null instance records a deletion at its observedAt.
+        Mode::Fragment | Mode::Temporal => Ok(Attribute::new(AttrValue::Null)),
+        Mode::Entity => Err(NgsiError::bad_data(format!("attribute '{key}' has a null value"))),
     }
 }
 
@@ -278,7 +279,9 @@ fn normalized(key: &str, kind: &str, object: Map<String, Value>, ctx: &Context, 
         return Err(NgsiError::bad_data(format!("attribute '{key}' of type {kind} has no '{member}'")));
     };
     if is_null(&payload) {
-        return null_or_error(key, mode);
+        // Keep datasetId and observedAt: they say which instance a null deletes, and when.
+        null_or_error(key, mode)?;
+        return Ok(attr);
     }
     attr.value = match kind {
         "Property" => AttrValue::Property(property_value(key, payload)?),

@@ -95,14 +95,8 @@ fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
-/// Creates or refreshes the temporal entity row; returns its id and whether it is new.
-fn upsert_entity(
-    tx: &Transaction,
-    tenant: i64,
-    e: &Entity,
-    at: i64,
-    deleted: Option<i64>,
-) -> rusqlite::Result<(i64, bool)> {
+/// Creates or refreshes the temporal entity row; returns its id.
+fn upsert_entity(tx: &Transaction, tenant: i64, e: &Entity, at: i64, deleted: Option<i64>) -> rusqlite::Result<i64> {
     let existing: Option<i64> = tx
         .prepare_cached("SELECT tid FROM t_entities WHERE tenant = ?1 AND id = ?2")?
         .query_row(params![tenant, e.id], |r| r.get(0))
@@ -113,14 +107,14 @@ fn upsert_entity(
                 "UPDATE t_entities SET types = ?1, scopes = ?2, modified = ?3, deleted = ?4 WHERE tid = ?5",
             )?
             .execute(params![json_list(&e.types), json_list(&e.scopes), at, deleted, tid])?;
-            Ok((tid, false))
+            Ok(tid)
         }
         None => {
             tx.prepare_cached(
                 "INSERT INTO t_entities(tenant, id, types, scopes, created, modified, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
             )?
             .execute(params![tenant, e.id, json_list(&e.types), json_list(&e.scopes), at, deleted])?;
-            Ok((tx.last_insert_rowid(), true))
+            Ok(tx.last_insert_rowid())
         }
     }
 }
@@ -145,7 +139,11 @@ fn item(ids: &mut Ids, tx: &Transaction, name: &str, attr: &Attribute, recorded:
 pub(crate) fn record_change(tx: &Transaction, ids: &mut Ids, tenant: i64, change: &Change) -> rusqlite::Result<()> {
     let at = change.at.micros();
     let deleted = (change.kind == ChangeKind::Deleted).then_some(at);
-    let (tid, _) = upsert_entity(tx, tenant, &change.entity, at, deleted)?;
+    let tid = upsert_entity(tx, tenant, &change.entity, at, deleted)?;
+    if let Some(history) = &change.history {
+        let items = items_of(tx, ids, history, at)?;
+        return append_log(tx, tid, &items);
+    }
     let mut items = Vec::with_capacity(change.attrs.len());
     for c in &change.attrs {
         match c.kind {
@@ -191,23 +189,8 @@ pub(crate) fn apply_op(
     ids: &mut Ids,
     tenant: i64,
     op: HistoryOp,
-    now: &Timestamp,
 ) -> rusqlite::Result<Result<HistoryOutcome>> {
-    let now = now.micros();
     match op {
-        HistoryOp::Upsert(entity) => {
-            let (tid, created) = upsert_entity(tx, tenant, &entity, now, None)?;
-            let items = items_of(tx, ids, &entity.attrs, now)?;
-            append_log(tx, tid, &items)?;
-            Ok(Ok(if created { HistoryOutcome::Created } else { HistoryOutcome::Updated }))
-        }
-        HistoryOp::AddAttrs { id, attrs } => {
-            let Some(tid) = temporal_tid(tx, tenant, &id)? else { return Ok(Err(missing(&id))) };
-            let items = items_of(tx, ids, &attrs, now)?;
-            append_log(tx, tid, &items)?;
-            tx.prepare_cached("UPDATE t_entities SET modified = ?1 WHERE tid = ?2")?.execute(params![now, tid])?;
-            Ok(Ok(HistoryOutcome::Updated))
-        }
         HistoryOp::DeleteEntity { id } => {
             let Some(tid) = temporal_tid(tx, tenant, &id)? else { return Ok(Err(missing(&id))) };
             tx.prepare_cached("DELETE FROM t_chunks WHERE sid IN (SELECT sid FROM t_series WHERE tid = ?1)")?
@@ -584,6 +567,13 @@ fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
     let property = q.time.property;
     let mut by_attr: IndexMap<Arc<str>, Vec<Timed>> = IndexMap::new();
     for ((iri, dataset), samples) in loaded.series {
+        let wanted = q
+            .dataset_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|d| if dataset.is_empty() { d == "@none" } else { *d == dataset }));
+        if !wanted {
+            continue;
+        }
         let slot = by_attr.entry(iri).or_default();
         for (s, unit) in samples {
             let t = match time_of(&s, property) {
@@ -598,6 +588,20 @@ fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
                 continue;
             }
             slot.push((t, s, unit, dataset.clone()));
+        }
+    }
+    for samples in by_attr.values_mut() {
+        // An instance is identified by its observedAt within a series: a later write of the
+        // same instant replaces the earlier one.
+        if property == TimeProperty::ObservedAt {
+            samples.sort_by(|a, b| (&a.3, a.0, a.1.origin).cmp(&(&b.3, b.0, b.1.origin)));
+            samples.dedup_by(|later, earlier| {
+                let same = later.3 == earlier.3 && later.0 == earlier.0;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
         }
     }
     by_attr.retain(|_, v| !v.is_empty());
@@ -618,7 +622,9 @@ fn windowed_entity(base: &Entity, windowed: &IndexMap<Arc<str>, Vec<Timed>>) -> 
 /// Runs a temporal query for one tenant.
 pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<HistoryPage> {
     let mut stmt = conn
-        .prepare_cached("SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY tid")
+        .prepare_cached(
+            "SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY tid",
+        )
         .map_err(storage)?;
     let mut rows = stmt.query([tenant]).map_err(storage)?;
     let window = q.time.rel.map(|r| r.bounds());
@@ -628,8 +634,10 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
     // The selector part is decided on the row alone; q, scope, geo and `attrs` as a filter need
     // the windowed instances.
     let light_query = hanbat_store::EntityQuery { entities: q.select.entities.clone(), ..Default::default() };
-    let needs_instances =
-        q.select.q.is_some() || q.select.geo.is_some() || q.select.scope.is_some() || !q.select.with_any_attr.is_empty();
+    let needs_instances = q.select.q.is_some()
+        || q.select.geo.is_some()
+        || q.select.scope.is_some()
+        || !q.select.with_any_attr.is_empty();
     while let Some(row) = rows.next().map_err(storage)? {
         let tid: i64 = row.get(0).map_err(storage)?;
         let mut entity = Entity::new(row.get::<_, String>(1).map_err(storage)?, Vec::new());
@@ -649,6 +657,9 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
         }
         if !q.attrs.is_empty() {
             instances.retain(|iri, _| q.attrs.iter().any(|a| **a == **iri));
+        }
+        if q.skip_empty && q.time.rel.is_some() && instances.is_empty() {
+            continue;
         }
         matched += 1;
         if matched as usize > q.select.offset && page.len() < q.select.limit {
@@ -722,7 +733,8 @@ fn build(entity: Entity, mut by_attr: IndexMap<Arc<str>, Vec<Timed>>, q: &Histor
         if samples.is_empty() {
             continue;
         }
-        let instances = samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
+        let instances =
+            samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
         out.entity.attrs.insert(iri.to_string(), instances);
     }
     out

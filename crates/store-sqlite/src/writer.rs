@@ -211,7 +211,7 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             }
         }
         Job::History { tenant, op, reply } => {
-            match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op, now)) {
+            match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op)) {
                 Ok(outcome) => Ok(Done::History(reply, outcome)),
                 Err(e) => Err((Done::History(reply, Err(NgsiError::internal("storage"))), e)),
             }

@@ -2,7 +2,7 @@
 //! transaction) as attribute instances; the temporal API reads and edits them.
 
 use crate::EntityQuery;
-use hanbat_model::{Attribute, Attrs, Entity};
+use hanbat_model::{Attribute, Entity};
 use hanbat_temporal::{AggrMethod, Aggregation, TimeFilter};
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -15,8 +15,13 @@ pub struct HistoryQuery {
     pub select: EntityQuery,
     /// Attributes to return (expanded); empty: all.
     pub attrs: Vec<String>,
+    /// Instances to return by datasetId (`@none`: the default instance); `None`: all.
+    pub dataset_ids: Option<Vec<String>>,
     pub time: TimeFilter,
     pub aggregation: Option<Aggregation>,
+    /// Leave out entities that have no instance in the time window (queries do; retrieving one
+    /// entity does not).
+    pub skip_empty: bool,
     /// At most this many instances per entity (all attributes together); more are cut and the
     /// response says so (§6.3.10, 206 + Content-Range).
     pub max_instances: usize,
@@ -60,17 +65,11 @@ pub struct HistoryPage {
     pub count: Option<u64>,
 }
 
-/// Writes of the temporal API (§5.6.11–5.6.16). They edit history only, never the current
-/// state of an entity.
+/// Edits of recorded history by the temporal API (§5.6.12–5.6.16); they never change the
+/// current state of an entity. (Adding instances goes through the normal write path:
+/// `WriteOp::Temporal`.)
 #[derive(Debug, Clone)]
 pub enum HistoryOp {
-    /// Create the temporal representation, or add instances to it.
-    Upsert(Entity),
-    /// Add instances of attributes to an existing temporal representation.
-    AddAttrs {
-        id: String,
-        attrs: Attrs,
-    },
     DeleteEntity {
         id: String,
     },
@@ -98,9 +97,7 @@ pub enum HistoryOp {
 impl HistoryOp {
     pub fn entity_id(&self) -> &str {
         match self {
-            Self::Upsert(e) => &e.id,
-            Self::AddAttrs { id, .. }
-            | Self::DeleteEntity { id }
+            Self::DeleteEntity { id }
             | Self::DeleteAttr { id, .. }
             | Self::PatchInstance { id, .. }
             | Self::DeleteInstance { id, .. } => id,
@@ -108,9 +105,8 @@ impl HistoryOp {
     }
 }
 
-/// What a history write did.
+/// What a history edit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryOutcome {
-    Created,
     Updated,
 }

@@ -32,12 +32,17 @@ pub enum WriteOp {
     DeleteAttr { id: String, name: String, dataset_id: Option<String>, all: bool },
     /// `DELETE /entities/{id}`, batch delete.
     Delete { id: String },
+    /// `POST /temporal/entities` (and `…/{id}/attrs` with `create` false): instances over time;
+    /// the entity takes the latest instance of each attribute, history records them all.
+    Temporal { entity: Entity, create: bool },
 }
 
 impl WriteOp {
     pub fn entity_id(&self) -> &str {
         match self {
-            Self::Create(e) | Self::Upsert { entity: e, .. } | Self::Replace(e) => &e.id,
+            Self::Create(e) | Self::Upsert { entity: e, .. } | Self::Replace(e) | Self::Temporal { entity: e, .. } => {
+                &e.id
+            }
             Self::Merge { id, .. }
             | Self::Append { id, .. }
             | Self::Update { id, .. }
@@ -140,6 +145,7 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
             let cur = current.ok_or_else(|| missing(&id))?;
             delete_attr(cur, name, dataset_id, all, tenant, now)
         }
+        WriteOp::Temporal { entity, create } => temporal(current, entity, create, tenant, now),
         WriteOp::Delete { id } => {
             let cur = current.ok_or_else(|| missing(&id))?;
             let attrs = cur
@@ -155,6 +161,7 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
                 previous: None,
                 at: now.clone(),
                 attrs,
+                history: None,
             };
             Ok(Applied {
                 outcome: Outcome { status: Status::Deleted, updated: Vec::new(), not_updated: Vec::new() },
@@ -184,6 +191,7 @@ fn created(entity: Entity, tenant: &str, now: &Timestamp) -> Applied {
         previous: None,
         at: now.clone(),
         attrs,
+        history: None,
     };
     Applied { outcome, change: Some(change) }
 }
@@ -222,6 +230,7 @@ fn updated(before: Entity, mut after: Entity, outcome: Outcome, tenant: &str, no
         previous: Some(Arc::new(before)),
         at: now.clone(),
         attrs,
+        history: None,
     };
     Applied { outcome, change: Some(change) }
 }
@@ -440,6 +449,63 @@ fn delete_attr(
         return Err(attr_missing(&cur.id, &name, dataset_id.as_deref()));
     }
     Ok(updated(cur, next, ok_outcome(vec![name], Vec::new()), tenant, now))
+}
+
+/// The latest instance of each (attribute, datasetId) of a temporal payload: the one with the
+/// latest `observedAt`, or the last one given.
+fn latest_instances(attrs: &Attrs) -> Attrs {
+    let mut latest = Attrs::new();
+    for (name, instances) in attrs {
+        let slot: &mut Vec<Attribute> = latest.entry(name.clone()).or_default();
+        for a in instances {
+            match slot.iter_mut().find(|l| l.dataset_id == a.dataset_id) {
+                Some(l) if a.observed_at >= l.observed_at => *l = a.clone(),
+                Some(_) => {}
+                None => slot.push(a.clone()),
+            }
+        }
+    }
+    latest
+}
+
+fn temporal(current: Option<Entity>, entity: Entity, create: bool, tenant: &str, now: &Timestamp) -> Result<Applied> {
+    let history = entity.attrs.clone();
+    let fragment = Entity { attrs: latest_instances(&entity.attrs), ..entity };
+    let (mut applied, before) = match current {
+        None if !create => return Err(missing(&fragment.id)),
+        None => {
+            let mut fresh = fragment;
+            fresh.attrs.retain(|_, instances| {
+                instances.retain(|a| !a.value.is_null());
+                !instances.is_empty()
+            });
+            fresh.stamp_created(now);
+            (created(fresh, tenant, now), None)
+        }
+        Some(cur) => {
+            let before = Arc::new(cur.clone());
+            (append(cur, fragment, true, tenant, now)?, Some(before))
+        }
+    };
+    // Instances that leave the current entity as it was still have history to record.
+    if applied.change.is_none()
+        && let Some(entity) = before
+    {
+        applied.change = Some(Change {
+            tenant: tenant.to_string(),
+            id: entity.id.clone(),
+            kind: ChangeKind::Updated,
+            previous: Some(entity.clone()),
+            entity,
+            at: now.clone(),
+            attrs: Vec::new(),
+            history: None,
+        });
+    }
+    if let Some(change) = applied.change.as_mut() {
+        change.history = Some(history);
+    }
+    Ok(applied)
 }
 
 fn attr_missing(id: &str, name: &str, dataset_id: Option<&str>) -> NgsiError {
