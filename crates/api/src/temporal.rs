@@ -446,7 +446,7 @@ pub async fn patch_instance(
     let mut instances = parse::attribute(&attr, value, &rc.ctx, Mode::Fragment)?;
     let fragment = instances.pop().ok_or_else(|| NgsiError::bad_data("the body holds no attribute instance"))?;
     state.require_tenant(&ngsi.tenant).await?;
-    write(&state, &ngsi.tenant, HistoryOp::PatchInstance { id, attr: name, instance_id, fragment }).await?;
+    write(&state, &ngsi.tenant, HistoryOp::PatchInstance { id, attr: name, instance_id, fragment: Box::new(fragment) }).await?;
     Ok(response::no_content())
 }
 

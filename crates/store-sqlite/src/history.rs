@@ -221,7 +221,7 @@ pub(crate) fn apply_op(
             Ok(Ok(HistoryOutcome::Updated))
         }
         HistoryOp::PatchInstance { id, attr, instance_id, fragment } => {
-            edit_instance(tx, ids, tenant, &id, &attr, &instance_id, Some(fragment))
+            edit_instance(tx, ids, tenant, &id, &attr, &instance_id, Some(*fragment))
         }
         HistoryOp::DeleteInstance { id, attr, instance_id } => {
             edit_instance(tx, ids, tenant, &id, &attr, &instance_id, None)

@@ -85,7 +85,7 @@ pub enum HistoryOp {
         id: String,
         attr: String,
         instance_id: String,
-        fragment: Attribute,
+        fragment: Box<Attribute>,
     },
     DeleteInstance {
         id: String,
