@@ -4,6 +4,8 @@
 //! remembers each acknowledged one, kills the process with SIGKILL mid-load, restarts it on the
 //! same data folder and checks every acknowledged write (and its history) is there.
 
+#![allow(clippy::unwrap_used)] // a test: failing loudly is the point
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
