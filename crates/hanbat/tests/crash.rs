@@ -39,12 +39,13 @@ async fn start(data: &std::path::Path, port: u16) -> Broker {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("hanbat starts");
-    let base = format!("http://127.0.0.1:{port}/ngsi-ld/v1");
+    // Owned by the guard from here on: a failed start still reaps the process.
+    let broker = Broker { child, base: format!("http://127.0.0.1:{port}/ngsi-ld/v1") };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http.get(format!("{base}/types")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Broker { child, base };
+        if http.get(format!("{}/types", broker.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return broker;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
