@@ -11,14 +11,15 @@ pub struct Params {
 }
 
 impl Params {
-    /// Splits a raw query string. Only percent-escapes are decoded: `+` stays `+`, because the
-    /// NGSI-LD query languages use it (`scopeQ=/a/+`).
+    /// Splits a raw query string, decoding percent-escapes and `+` as a space, as clients'
+    /// URL encoders produce them (a literal `+`, as in `scopeQ=/a/+`, arrives as `%2B`).
     pub fn parse(raw: &str) -> Result<Self> {
         let mut pairs = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let decode = |s: &str| {
-                percent_decode_str(s)
+                let s = s.replace('+', " ");
+                percent_decode_str(&s)
                     .decode_utf8()
                     .map(|c| c.into_owned())
                     .map_err(|_| NgsiError::invalid_request(format!("query parameter '{s}' is not UTF-8 once decoded")))
@@ -26,6 +27,11 @@ impl Params {
             pairs.push((decode(k)?, decode(v)?));
         }
         Ok(Self { pairs })
+    }
+
+    /// Removes every occurrence of a parameter.
+    pub fn remove(&mut self, name: &str) {
+        self.pairs.retain(|(k, _)| k != name);
     }
 
     /// Adds a parameter (for query bodies that carry parameters, like `temporalQ`).
@@ -171,9 +177,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_percent_but_keeps_plus() {
-        let p = Params::parse("scopeQ=/a/+&q=name%3D%3D%22x%22&attrs=a,b&attrs=c").unwrap();
+    fn decodes_percent_and_plus() {
+        let p = Params::parse("scopeQ=/a/%2B&q=name%3D%3D%22x%22&attrs=a,b&attrs=c&coordinates=[1,+2]").unwrap();
         assert_eq!(p.get("scopeQ"), Some("/a/+"));
+        assert_eq!(p.get("coordinates"), Some("[1, 2]"));
         assert_eq!(p.get("q"), Some("name==\"x\""));
         assert_eq!(p.list("attrs"), vec!["a", "b", "c"]);
         assert!(p.allow(&["scopeQ", "q"]).is_err());

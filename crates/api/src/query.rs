@@ -11,11 +11,12 @@ use axum::response::Response;
 use hanbat_model::parse;
 use hanbat_model::{Context, NgsiError, Result};
 use hanbat_query::{GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern};
-use hanbat_store::{EntityQuery, EntitySelector};
+use hanbat_store::{EntityQuery, EntitySelector, Order};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 const QUERY_PARAMS: &[&str] = &[
+    "orderBy",
     "id",
     "idPattern",
     "type",
@@ -101,7 +102,20 @@ pub fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> 
         ));
     }
     let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
-    Ok(EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() })
+    let order_by_id = order_by(params)?;
+    Ok(EntityQuery { entities, with_any_attr, q, scope, geo, order_by_id, ..EntityQuery::default() })
+}
+
+/// `orderBy`: only `id` is supported (`id`, `id;asc`, `id;desc`).
+pub fn order_by(params: &Params) -> Result<Option<Order>> {
+    match params.get("orderBy") {
+        None => Ok(None),
+        Some("id") | Some("id;asc") => Ok(Some(Order::Ascending)),
+        Some("id;desc") => Ok(Some(Order::Descending)),
+        Some(other) => {
+            Err(NgsiError::bad_data(format!("orderBy={other}: results can be ordered by id only (id, id;desc)")))
+        }
+    }
 }
 
 /// `GET /entities`

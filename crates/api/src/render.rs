@@ -101,7 +101,7 @@ impl View {
         Cow::Owned(e)
     }
 
-    fn trim_core(&self, out: &mut Map<String, Value>) {
+    pub fn trim_core(&self, out: &mut Map<String, Value>) {
         if let Some(keep) = &self.core_pick {
             for member in CORE_MEMBERS {
                 if !keep.iter().any(|k| k == member) {

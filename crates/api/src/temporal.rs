@@ -17,6 +17,9 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
 const QUERY_PARAMS: &[&str] = &[
+    "orderBy",
+    "pick",
+    "omit",
     "id",
     "idPattern",
     "type",
@@ -60,9 +63,11 @@ struct View {
     representation: Representation,
     sys_attrs: bool,
     property: TimeProperty,
+    /// `pick`/`omit`/`attrs` projection, as for entities.
+    projection: crate::render::View,
 }
 
-fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, View)> {
+fn time_and_view(params: &Params, ctx: &Context) -> Result<(TimeFilter, Option<Aggregation>, View)> {
     let options = params.list("options");
     if let Some(bad) = options.iter().find(|o| !OPTIONS.contains(&o.as_str())) {
         return Err(NgsiError::invalid_request(format!("options={bad} is not one of {}", OPTIONS.join(", "))));
@@ -94,15 +99,37 @@ fn time_and_view(params: &Params) -> Result<(TimeFilter, Option<Aggregation>, Vi
         let methods = params.get("aggrMethods").ok_or_else(|| {
             NgsiError::bad_data("options=aggregatedValues needs aggrMethods (e.g. aggrMethods=avg,max)")
         })?;
-        let period = params.get("aggrPeriodDuration").map(IsoDuration::parse).transpose()?.unwrap_or_default();
+        let period = params
+            .get("aggrPeriodDuration")
+            .map(|d| {
+                IsoDuration::parse(d).map_err(|e| NgsiError::bad_data(format!("aggrPeriodDuration: {}", e.detail)))
+            })
+            .transpose()?
+            .unwrap_or_default();
         Some(Aggregation { methods: AggrMethod::parse_list(methods)?, period })
     } else {
         // `format` wins over `options` (§6.3.7): aggregation parameters are then moot.
         None
     };
-    let view = View { representation, sys_attrs: has("sysAttrs"), property };
+    // Linked entities (joins) have no temporal evolution of their own here.
+    for name in ["pick", "omit", "attrs"] {
+        if params.list(name).iter().any(|n| n.contains('{') || n.contains('}')) {
+            return Err(NgsiError::bad_data(format!("{name}: linked-entity projections are not supported on history")));
+        }
+    }
+    if let Some(csf) = params.get("csf") {
+        hanbat_query::Query::parse(csf, ctx).map_err(|e| NgsiError::bad_data(format!("csf: {}", e.detail)))?;
+    }
+    let mut projection_params = params.clone();
+    projection_params.remove("options");
+    projection_params.remove("format");
+    let projection = crate::render::View::from_params(&projection_params, ctx, &[])?;
+    let view = View { representation, sys_attrs: has("sysAttrs"), property, projection };
     Ok((TimeFilter { property, rel, last_n }, aggregation, view))
 }
+
+/// System members that no attribute is named after: asking only for them selects nothing.
+const SYSTEM_MEMBERS: [&str; 5] = ["createdAt", "modifiedAt", "deletedAt", "observedAt", "expiresAt"];
 
 fn history_query(
     state: &AppState,
@@ -110,7 +137,16 @@ fn history_query(
     ctx: &Context,
     select: hanbat_store::EntityQuery,
 ) -> Result<(HistoryQuery, View)> {
-    let (time, aggregation, view) = time_and_view(params)?;
+    let (time, aggregation, view) = time_and_view(params, ctx)?;
+    let raw_attrs = params.list("attrs");
+    if !raw_attrs.is_empty() && raw_attrs.iter().all(|a| SYSTEM_MEMBERS.contains(&a.as_str())) {
+        return Err(NgsiError::bad_data(
+            "attrs names only system members: the query would select every entity's whole history",
+        ));
+    }
+    if select.q.as_ref().is_some_and(|q| q.link_depth() > 0) {
+        return Err(NgsiError::bad_data("q: linked-entity terms are not supported on history"));
+    }
     let attrs = params.names("attrs", ctx)?;
     let mut select = select;
     // `attrs` picks what to return; it does not exclude entities that lack them here.
@@ -124,15 +160,20 @@ fn history_query(
 /// Renders one temporal entity.
 fn render_entity(te: &TemporalEntity, ctx: &Context, view: &View, lang: Option<render::LangFilter>) -> Value {
     let options = Options { format: Format::Normalized, sys_attrs: view.sys_attrs, lang };
+    let projected = TemporalEntity { entity: view.projection.project(&te.entity).into_owned(), ..te.clone() };
+    let te = &projected;
     let mut out = match view.representation {
         Representation::Temporal => {
             // Each attribute is the list of its instances, even when there is one.
             let mut out = render::entity(&te.entity, ctx, &options);
             for name in te.entity.attrs.keys() {
-                if let Some(v) = out.get_mut(&ctx.compact(name))
-                    && !v.is_array()
-                {
-                    *v = Value::Array(vec![v.take()]);
+                match out.get_mut(&ctx.compact(name)) {
+                    Some(v) if !v.is_array() => *v = Value::Array(vec![v.take()]),
+                    Some(_) => {}
+                    // Cut away by pagination: present, empty (the next page has them).
+                    None => {
+                        out.insert(ctx.compact(name), Value::Array(Vec::new()));
+                    }
                 }
             }
             out
@@ -165,6 +206,7 @@ fn render_entity(te: &TemporalEntity, ctx: &Context, view: &View, lang: Option<r
         out.remove("createdAt");
         out.remove("modifiedAt");
     }
+    view.projection.trim_core(&mut out);
     Value::Object(out)
 }
 
@@ -223,6 +265,8 @@ fn temporal_values(instances: &[Attribute], ctx: &Context, property: TimePropert
         .collect();
     match <[Value; 1]>::try_from(groups) {
         Ok([one]) => one,
+        // Cut away by pagination: the attribute stays, with no values.
+        Err(none) if none.is_empty() => json!({ "type": "Property", "values": [] }),
         Err(many) => Value::Array(many),
     }
 }
@@ -313,14 +357,31 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
     (select.limit, select.offset, select.count) = (limit, offset, ngsi.params.flag("count")?);
     // The temporal part of a Query body (`temporalQ`) maps onto the URI parameters' names.
     let mut params = ngsi.params.clone();
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect::<Vec<_>>().join(",")
+        }
+        other => other.to_string(),
+    };
     if let Some(Value::Object(tq)) = body.get("temporalQ") {
         for (k, v) in tq {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            params.push(k, &v);
+            params.push(k, &text(v));
         }
+        // §5.2.21: aggregation methods in temporalQ ask for the aggregated representation.
+        if tq.contains_key("aggrMethods") {
+            params.push("options", "aggregatedValues");
+        }
+    }
+    // `aggrParams` (§5.2.44) asks for the aggregated representation.
+    if let Some(aggr) = body.get("aggrParams") {
+        let Value::Object(aggr) = aggr else {
+            return Err(NgsiError::bad_data("aggrParams must be an object with aggrMethods").into());
+        };
+        for (k, v) in aggr {
+            params.push(k, &text(v));
+        }
+        params.push("options", "aggregatedValues");
     }
     let (mut hq, view) = history_query(&state, &params, &rc.ctx, select)?;
     hq.attrs = hq.select.with_any_attr.clone();
@@ -339,13 +400,19 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         limit: 1,
         ..Default::default()
     };
-    let (hq, view) = history_query(&state, &ngsi.params, &rc.ctx, select)?;
+    let (mut hq, view) = history_query(&state, &ngsi.params, &rc.ctx, select)?;
+    hq.skip_empty = false;
     state.require_tenant(&ngsi.tenant).await?;
     let page = state.broker.store.history(&ngsi.tenant, &hq).await?;
     let te = page
         .entities
         .first()
         .ok_or_else(|| NgsiError::not_found(format!("entity '{id}' has no temporal representation")))?;
+    // Attributes asked for (attrs, pick, omit) that select nothing: nothing to return.
+    let asked = !hq.attrs.is_empty() || ngsi.params.has("pick") || ngsi.params.has("omit");
+    if asked && view.projection.project(&te.entity).attrs.is_empty() && te.aggregated.is_empty() {
+        return Err(NgsiError::not_found(format!("entity '{id}' has no history of the attributes asked for")).into());
+    }
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
     let mut response = response::body(&rc, accept, StatusCode::OK, render_entity(te, &rc.ctx, &view, lang));
     mark_partial(&mut response, &page.entities, &hq.time);
@@ -372,12 +439,17 @@ pub async fn create(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
 }
 
 /// `DELETE /temporal/entities/{id}`
+/// The temporal representation and the entity it describes go together (creating one creates
+/// the other), so both are deleted.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
     state.require_tenant(&ngsi.tenant).await?;
-    write(&state, &ngsi.tenant, HistoryOp::DeleteEntity { id }).await?;
-    Ok(response::no_content())
+    let entity_deleted = write_one(&state, &ngsi.tenant, WriteOp::Delete { id: id.clone() }).await.is_ok();
+    match write(&state, &ngsi.tenant, HistoryOp::DeleteEntity { id }).await {
+        Err(e) if !(entity_deleted && e.kind == hanbat_model::ErrorKind::ResourceNotFound) => Err(e.into()),
+        _ => Ok(response::no_content()),
+    }
 }
 
 /// `POST /temporal/entities/{id}/attrs`
@@ -394,8 +466,14 @@ pub async fn add_attrs(State(state): State<AppState>, Path(id): Path<String>, ng
     Ok(response::no_content())
 }
 
-/// An attribute name from a path: a valid name or an IRI.
+/// An attribute name from a path: a valid name or an IRI; never a dot segment, however
+/// encoded (it would address another resource).
 fn path_attr(attr: &str) -> Result<()> {
+    let decoded = percent_encoding::percent_decode_str(attr).decode_utf8_lossy();
+    let decoded = percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy().into_owned();
+    if attr.is_empty() || decoded == "." || decoded == ".." {
+        return Err(NgsiError::bad_data(format!("'{attr}' is not a valid attribute name")));
+    }
     if parse::is_uri(attr) { Ok(()) } else { parse::validate_name(attr) }
 }
 
@@ -446,7 +524,8 @@ pub async fn patch_instance(
     let mut instances = parse::attribute(&attr, value, &rc.ctx, Mode::Fragment)?;
     let fragment = instances.pop().ok_or_else(|| NgsiError::bad_data("the body holds no attribute instance"))?;
     state.require_tenant(&ngsi.tenant).await?;
-    write(&state, &ngsi.tenant, HistoryOp::PatchInstance { id, attr: name, instance_id, fragment: Box::new(fragment) }).await?;
+    write(&state, &ngsi.tenant, HistoryOp::PatchInstance { id, attr: name, instance_id, fragment: Box::new(fragment) })
+        .await?;
     Ok(response::no_content())
 }
 

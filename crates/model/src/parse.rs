@@ -441,11 +441,16 @@ pub fn is_scope(s: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg.chars().all(|c| !c.is_whitespace() && !"#+;|()'\"<>=".contains(c)))
 }
 
+/// A DateTime member (§4.6.3): ISO 8601 in UTC with the `Z` designator, so that instants
+/// compare the same as text and as time.
 fn datetime(what: &str, value: &Value) -> Result<Timestamp> {
     match value {
-        Value::String(s) => {
+        Value::String(s) if s.ends_with('Z') => {
             Timestamp::parse(s).map_err(|_| NgsiError::bad_data(format!("{what}: '{s}' is not an ISO 8601 date-time")))
         }
+        Value::String(s) => Err(NgsiError::bad_data(format!(
+            "{what}: '{s}' must be a UTC date-time ending in Z, such as 2024-05-01T12:00:00Z"
+        ))),
         other => Err(NgsiError::bad_data(format!("{what} must be a date-time string, not {other}"))),
     }
 }

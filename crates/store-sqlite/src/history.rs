@@ -144,7 +144,15 @@ pub(crate) fn record_change(tx: &Transaction, ids: &mut Ids, tenant: i64, change
         let items = items_of(tx, ids, history, at)?;
         return append_log(tx, tid, &items);
     }
-    let mut items = Vec::with_capacity(change.attrs.len());
+    let mut items = Vec::with_capacity(change.attrs.len() + 1);
+    if let Some(scope) = scope_change(change) {
+        items.push(LogItem {
+            attr: ids.name(tx, hanbat_store::ops::SCOPE)?,
+            dataset: String::new(),
+            unit: None,
+            sample: scope,
+        });
+    }
     for c in &change.attrs {
         match c.kind {
             AttrChangeKind::Created | AttrChangeKind::Updated => {
@@ -153,13 +161,39 @@ pub(crate) fn record_change(tx: &Transaction, ids: &mut Ids, tenant: i64, change
                 }
             }
             AttrChangeKind::Deleted => {
-                let mut marker = Attribute::new(AttrValue::Null);
+                // The deleted instance: in the entity before an update, in the last state of a
+                // deleted entity.
+                let before = change.previous.as_deref().unwrap_or(&change.entity);
+                let value = before
+                    .instance(&c.name, c.dataset_id.as_deref())
+                    .map_or(AttrValue::Null, |a| hanbat_temporal::codec::null_of_kind(&a.value));
+                let mut marker = Attribute::new(value);
                 marker.dataset_id = c.dataset_id.clone();
                 items.push(item(ids, tx, &c.name, &marker, at)?);
             }
         }
     }
     append_log(tx, tid, &items)
+}
+
+/// Scope is history too (§4.5.6 of V1.9): a Property instance per change of an entity's scopes,
+/// observed when it was modified; clearing the scopes records a deletion with `[]`.
+fn scope_change(change: &Change) -> Option<Sample> {
+    let before = change.previous.as_ref().map(|p| p.scopes.as_slice()).unwrap_or_default();
+    let after = if change.kind == ChangeKind::Deleted { &[][..] } else { change.entity.scopes.as_slice() };
+    if before == after {
+        return None;
+    }
+    let at = change.at.micros();
+    let value = serde_json::Value::Array(after.iter().cloned().map(serde_json::Value::String).collect());
+    let origin = Origin { record: 0, index: 0 };
+    if after.is_empty() {
+        let deleted = SampleValue::Deleted(Box::new(Attribute::property(value)));
+        return Some(Sample { origin, recorded: at, observed: None, value: deleted });
+    }
+    let mut attr = Attribute::property(value);
+    attr.observed_at = Some(change.at.clone());
+    Some(Sample::from_instance(origin, at, &attr))
 }
 
 fn temporal_tid(tx: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<i64>> {
@@ -452,13 +486,12 @@ fn instance_of(sample: &Sample, unit: Option<&str>, dataset: &str) -> Attribute 
         SampleValue::Float(f) => {
             Attribute::property(serde_json::Number::from_f64(*f).map(Into::into).unwrap_or_default())
         }
-        SampleValue::Instance(a) => (**a).clone(),
-        SampleValue::Deleted => Attribute::new(AttrValue::Null),
+        SampleValue::Instance(a) | SampleValue::Deleted(a) => (**a).clone(),
     };
     if sample.is_numeric() {
         a.unit_code = unit.map(str::to_string);
     }
-    if matches!(sample.value, SampleValue::Deleted) {
+    if matches!(sample.value, SampleValue::Deleted(_)) {
         a.deleted_at = Some(Timestamp::from_micros(sample.recorded));
     }
     a.observed_at = sample.observed.map(Timestamp::from_micros);
@@ -553,7 +586,7 @@ fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
     match property {
         TimeProperty::ObservedAt => sample.observed,
         TimeProperty::CreatedAt | TimeProperty::ModifiedAt => Some(sample.recorded),
-        TimeProperty::DeletedAt => matches!(sample.value, SampleValue::Deleted).then_some(sample.recorded),
+        TimeProperty::DeletedAt => matches!(sample.value, SampleValue::Deleted(_)).then_some(sample.recorded),
     }
 }
 
@@ -561,8 +594,8 @@ fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
 /// datasetId).
 type Timed = (i64, Sample, Option<Arc<str>>, String);
 
-/// The samples inside the window, per attribute; deletions only answer `deletedAt` queries,
-/// and instances without the time property are outside any window on it.
+/// The samples inside the window, per attribute (deletions included: they are history too);
+/// instances without the time property are outside any window on it.
 fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> {
     let property = q.time.property;
     let mut by_attr: IndexMap<Arc<str>, Vec<Timed>> = IndexMap::new();
@@ -581,9 +614,6 @@ fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
                 None if q.time.rel.is_none() && property == TimeProperty::ObservedAt => s.recorded,
                 None => continue,
             };
-            if matches!(s.value, SampleValue::Deleted) && property != TimeProperty::DeletedAt {
-                continue;
-            }
             if q.time.rel.is_some_and(|r| !r.contains(t)) {
                 continue;
             }
@@ -621,16 +651,23 @@ fn windowed_entity(base: &Entity, windowed: &IndexMap<Arc<str>, Vec<Timed>>) -> 
 
 /// Runs a temporal query for one tenant.
 pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<HistoryPage> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY tid",
-        )
-        .map_err(storage)?;
+    let order = match q.select.order_by_id {
+        None => "tid",
+        Some(hanbat_store::Order::Ascending) => "id",
+        Some(hanbat_store::Order::Descending) => "id DESC",
+    };
+    let sql = format!(
+        "SELECT tid, id, types, scopes, created, modified, deleted FROM t_entities WHERE tenant = ?1 ORDER BY {order}"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
     let mut rows = stmt.query([tenant]).map_err(storage)?;
     let window = q.time.rel.map(|r| r.bounds());
     let mut page = Vec::new();
     let mut matched = 0u64;
     let wanted = q.select.offset.saturating_add(q.select.limit);
+    // Instances left in this response (§6.3.10): once spent, later entities are listed with
+    // empty attributes (their instances are for the next page).
+    let mut budget = q.max_instances;
     // The selector part is decided on the row alone; q, scope, geo and `attrs` as a filter need
     // the windowed instances.
     let light_query = hanbat_store::EntityQuery { entities: q.select.entities.clone(), ..Default::default() };
@@ -663,7 +700,7 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
         }
         matched += 1;
         if matched as usize > q.select.offset && page.len() < q.select.limit {
-            page.push(build(entity, instances, q));
+            page.push(build(entity, instances, q, &mut budget));
         }
         if !q.select.count && matched as usize >= wanted {
             break;
@@ -674,7 +711,12 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
 
 /// Orders, cuts (`lastN`, then the page of instances) and shapes the windowed instances into
 /// instances or aggregates.
-fn build(entity: Entity, mut by_attr: IndexMap<Arc<str>, Vec<Timed>>, q: &HistoryQuery) -> TemporalEntity {
+fn build(
+    entity: Entity,
+    mut by_attr: IndexMap<Arc<str>, Vec<Timed>>,
+    q: &HistoryQuery,
+    budget: &mut usize,
+) -> TemporalEntity {
     let mut out = TemporalEntity { entity, ..TemporalEntity::default() };
     for samples in by_attr.values_mut() {
         samples.sort_by_key(|(t, s, _, _)| (*t, s.origin));
@@ -711,28 +753,28 @@ fn build(entity: Entity, mut by_attr: IndexMap<Arc<str>, Vec<Timed>>, q: &Histor
     // The page of instances (§6.3.10): over the union of the entity's attributes, in traversal
     // order — most recent first with lastN, oldest first otherwise.
     let total: usize = by_attr.values().map(Vec::len).sum();
-    if total > q.max_instances {
+    if total > *budget {
         let descending = q.time.last_n.is_some();
         let mut all: Vec<(i64, Origin)> = by_attr.values().flatten().map(|(t, s, ..)| (*t, s.origin)).collect();
         all.sort_unstable();
         if descending {
             all.reverse();
         }
-        let kept: std::collections::HashSet<Origin> = all.iter().take(q.max_instances).map(|(_, o)| *o).collect();
+        let kept: std::collections::HashSet<Origin> = all.iter().take(*budget).map(|(_, o)| *o).collect();
         for samples in by_attr.values_mut() {
             samples.retain(|(_, s, ..)| kept.contains(&s.origin));
         }
-        let returned: Vec<i64> = all.iter().take(q.max_instances).map(|(t, _)| *t).collect();
+        let returned: Vec<i64> = all.iter().take(*budget).map(|(t, _)| *t).collect();
+        *budget = 0;
         out.page = Some(hanbat_store::InstancePage {
             first: returned.first().copied().unwrap_or_default(),
             last: returned.last().copied().unwrap_or_default(),
             descending,
         });
     }
+    *budget = budget.saturating_sub(total);
+    // An attribute cut away entirely stays, empty: the next page has its instances.
     for (iri, samples) in by_attr {
-        if samples.is_empty() {
-            continue;
-        }
         let instances =
             samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
         out.entity.attrs.insert(iri.to_string(), instances);

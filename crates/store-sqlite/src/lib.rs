@@ -16,8 +16,8 @@ mod writer;
 use async_trait::async_trait;
 use hanbat_model::{Entity, NgsiError, Result, Timestamp};
 use hanbat_store::{
-    Applied, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Page, Store, TypeAttrCount,
-    WriteOp,
+    Applied, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, Store,
+    TypeAttrCount, WriteOp,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -197,7 +197,11 @@ fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Result<Page> {
         ));
         args.extend(type_ids);
     }
-    sql.push_str(" ORDER BY e.rid");
+    sql.push_str(match q.order_by_id {
+        None => " ORDER BY e.rid",
+        Some(Order::Ascending) => " ORDER BY e.id",
+        Some(Order::Descending) => " ORDER BY e.id DESC",
+    });
     let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
     let mut page = Vec::new();

@@ -68,6 +68,15 @@ pub struct EntityQuery {
     pub offset: usize,
     /// Also count every match (`count=true`).
     pub count: bool,
+    /// `orderBy=id` (§4.23 of V1.9): by entity id, descending when `Descending`; otherwise in
+    /// creation order.
+    pub order_by_id: Option<Order>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
 }
 
 impl EntityQuery {

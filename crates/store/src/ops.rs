@@ -431,6 +431,9 @@ fn replace_attr(cur: Entity, name: String, attribute: Attribute, tenant: &str, n
     Ok(updated(cur, next, ok_outcome(vec![name], Vec::new()), tenant, now))
 }
 
+/// The expanded name of `scope`, which the attribute API can address (§4.18).
+pub const SCOPE: &str = "https://uri.etsi.org/ngsi-ld/scope";
+
 fn delete_attr(
     cur: Entity,
     name: String,
@@ -440,6 +443,10 @@ fn delete_attr(
     now: &Timestamp,
 ) -> Result<Applied> {
     let mut next = cur.clone();
+    if name == SCOPE && !cur.scopes.is_empty() && !cur.attrs.contains_key(SCOPE) {
+        next.scopes.clear();
+        return Ok(updated(cur, next, ok_outcome(vec![name], Vec::new()), tenant, now));
+    }
     let removed = if all {
         next.attrs.shift_remove(&name).is_some()
     } else {

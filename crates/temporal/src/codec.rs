@@ -37,8 +37,9 @@ pub enum SampleValue {
     Float(f64),
     /// Any other instance (stored form, without times and ids).
     Instance(Box<Attribute>),
-    /// The attribute was deleted at `recorded`.
-    Deleted,
+    /// The attribute was deleted at `recorded`; the instance is the NGSI-LD null of its kind
+    /// (`"value"`, `"object"` … `"urn:ngsi-ld:null"`), so history shows what was deleted.
+    Deleted(Box<Attribute>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +66,8 @@ impl Sample {
                     _ => SampleValue::Instance(Box::new(stripped(attr))),
                 },
             },
-            AttrValue::Null => SampleValue::Deleted,
+            AttrValue::Null => SampleValue::Deleted(Box::new(stripped(attr))),
+            _ if crate::codec::is_null_of_kind(&attr.value) => SampleValue::Deleted(Box::new(stripped(attr))),
             _ => SampleValue::Instance(Box::new(stripped(attr))),
         };
         Self { origin, recorded, observed, value }
@@ -84,8 +86,37 @@ impl Sample {
                 AttrValue::Property(Value::Number(n)) => n.as_f64(),
                 _ => None,
             },
-            SampleValue::Deleted => None,
+            SampleValue::Deleted(_) => None,
         }
+    }
+}
+
+/// Whether a value is the NGSI-LD null of its kind (a deletion marker).
+pub fn is_null_of_kind(v: &AttrValue) -> bool {
+    let null = |v: &Value| v.as_str() == Some(hanbat_model::entity::NGSI_LD_NULL);
+    match v {
+        AttrValue::Null => true,
+        AttrValue::Relationship { object, .. } => null(object),
+        AttrValue::LanguageProperty(m) => m.len() == 1 && m.get("@none").is_some_and(null),
+        AttrValue::VocabProperty(v) | AttrValue::JsonProperty(v) => null(v),
+        AttrValue::ListProperty(l) | AttrValue::ListRelationship(l) => l.len() == 1 && null(&l[0]),
+        AttrValue::Property(_) | AttrValue::GeoProperty(_) => false,
+    }
+}
+
+/// The NGSI-LD null of the kind of `v`: how a deletion of such an attribute is recorded.
+pub fn null_of_kind(v: &AttrValue) -> AttrValue {
+    let null = || Value::String(hanbat_model::entity::NGSI_LD_NULL.into());
+    match v {
+        AttrValue::Relationship { .. } => AttrValue::Relationship { object: null(), object_type: Vec::new() },
+        AttrValue::LanguageProperty(_) => {
+            AttrValue::LanguageProperty(std::iter::once(("@none".to_string(), null())).collect())
+        }
+        AttrValue::VocabProperty(_) => AttrValue::VocabProperty(null()),
+        AttrValue::JsonProperty(_) => AttrValue::JsonProperty(null()),
+        AttrValue::ListProperty(_) => AttrValue::ListProperty(vec![null()]),
+        AttrValue::ListRelationship(_) => AttrValue::ListRelationship(vec![null()]),
+        AttrValue::Property(_) | AttrValue::GeoProperty(_) | AttrValue::Null => AttrValue::Null,
     }
 }
 
@@ -139,7 +170,7 @@ pub fn encode(samples: &[Sample], unit: Option<&str>) -> Vec<u8> {
             SampleValue::Integer(_) => INTEGER,
             SampleValue::Float(_) => FLOAT,
             SampleValue::Instance(_) => INSTANCE,
-            SampleValue::Deleted => DELETED,
+            SampleValue::Deleted(_) => DELETED,
         } | if s.observed.is_some() { HAS_OBSERVED } else { 0 };
         out.push(flags);
         put_varint(&mut out, zigzag(s.origin.record.wrapping_sub(record)));
@@ -155,12 +186,11 @@ pub fn encode(samples: &[Sample], unit: Option<&str>) -> Vec<u8> {
                 integer = *i;
             }
             SampleValue::Float(f) => out.extend_from_slice(&f.to_le_bytes()),
-            SampleValue::Instance(a) => {
+            SampleValue::Instance(a) | SampleValue::Deleted(a) => {
                 let json = serde_json::to_vec(a.as_ref()).unwrap_or_default();
                 put_varint(&mut out, json.len() as u64);
                 out.extend_from_slice(&json);
             }
-            SampleValue::Deleted => {}
         }
     }
     out
@@ -281,11 +311,10 @@ impl Iterator for Chunk<'_> {
             SampleValue::Integer(self.integer)
         } else if flags & FLOAT != 0 {
             SampleValue::Float(f64::from_le_bytes(r.take(8)?.try_into().ok()?))
-        } else if flags & INSTANCE != 0 {
-            let n = r.varint()? as usize;
-            SampleValue::Instance(Box::new(serde_json::from_slice(r.take(n)?).ok()?))
         } else {
-            SampleValue::Deleted
+            let n = r.varint()? as usize;
+            let attr = Box::new(serde_json::from_slice(r.take(n)?).ok()?);
+            if flags & DELETED != 0 { SampleValue::Deleted(attr) } else { SampleValue::Instance(attr) }
         };
         Some(Sample { origin: Origin { record: self.record, index }, recorded, observed: obs, value })
     }
@@ -314,7 +343,7 @@ mod tests {
             sample(1, SampleValue::Float(36.6), true),
             sample(2, SampleValue::Instance(Box::new(Attribute::property(json!("on")))), false),
             sample(3, SampleValue::Instance(Box::new(rel)), true),
-            sample(4, SampleValue::Deleted, false),
+            sample(4, SampleValue::Deleted(Box::new(Attribute::new(AttrValue::Null))), false),
             sample(5, SampleValue::Integer(-7), false),
         ];
         let bytes = encode(&samples, Some("CEL"));
