@@ -41,6 +41,13 @@ impl Params {
         Ok(())
     }
 
+    /// Sets `name` to `value` (replacing earlier values): parameters carried in a body (the
+    /// Query of `POST /entityOperations/query`) join the URI ones this way.
+    pub fn set(&mut self, name: &str, value: String) {
+        self.pairs.retain(|(k, _)| k != name);
+        self.pairs.push((name.to_string(), value));
+    }
+
     /// The value of `name` (the last one if repeated).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -71,12 +78,13 @@ impl Params {
         }
     }
 
-    /// The `options` values, each checked against `allowed`.
+    /// The `options` values, each checked against `allowed` (§6.3.20: an unknown value makes
+    /// the request invalid).
     pub fn options(&self, allowed: &[&str]) -> Result<Vec<String>> {
         let options = self.list("options");
         for o in &options {
             if !allowed.contains(&o.as_str()) {
-                return Err(NgsiError::bad_data(format!(
+                return Err(NgsiError::invalid_request(format!(
                     "options={o} is not supported here; use one of: {}",
                     allowed.join(", ")
                 )));
@@ -110,7 +118,7 @@ impl Params {
                 "concise" => Format::Concise,
                 "simplified" | "keyValues" => Format::KeyValues,
                 other => {
-                    return Err(NgsiError::bad_data(format!(
+                    return Err(NgsiError::invalid_request(format!(
                         "format={other} is not one of normalized, concise, simplified, keyValues"
                     )));
                 }

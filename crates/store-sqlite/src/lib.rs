@@ -13,9 +13,9 @@ mod schema;
 mod writer;
 
 use async_trait::async_trait;
-use hanbat_model::{Entity, NgsiError, Result};
+use hanbat_model::{Entity, NgsiError, Result, Timestamp};
 use hanbat_store::{
-    Applied, DocKind, EntityFilter, EntityQuery, Page, Store, TypeAttrCount, WriteOp, selector_matches,
+    Applied, Change, DocKind, EntityFilter, EntityQuery, Page, Store, TypeAttrCount, WriteOp, selector_matches,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -187,6 +187,11 @@ impl Store for SqliteStore {
             doc.map(|d| codec::decode(&d)).transpose()
         })
         .await
+    }
+
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>> {
+        let at = now.clone();
+        self.submit(|reply| Job::Expire { at, reply }).await
     }
 
     async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page> {

@@ -19,7 +19,7 @@ pub use change::{AttrChange, AttrChangeKind, Change, ChangeKind};
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
-use hanbat_model::{Entity, Result};
+use hanbat_model::{Entity, Result, Timestamp};
 use serde_json::Value;
 
 /// The default tenant (no `NGSILD-Tenant` header).
@@ -106,6 +106,11 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, tenant: &str, ops: Vec<WriteOp>) -> Result<Vec<Result<Applied>>>;
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>>;
+
+    /// Transient data (§4.22 of V1.9): applies [`WriteOp::Expire`] to every entity, in every
+    /// tenant, that holds something (itself or an attribute instance) expiring at or before
+    /// `now`, in one durable transaction; returns the changes, in commit order.
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>>;
 
     /// Entities matching the query's selector and `filter` (what the store's indexes cannot
     /// answer), one page of them in creation order.

@@ -252,6 +252,10 @@ impl ContextBuilder {
             Value::Null => None,
             Value::String(iri) => Some(simple(self.resolve_iri_with(iri, local, visiting)?)),
             Value::Object(obj) => {
+                if obj.contains_key("@context") {
+                    // §5.5.7: user @contexts shall not contain JSON-LD scoped contexts.
+                    return Err(invalid(format!("term '{term}' has a scoped @context, which NGSI-LD does not allow")));
+                }
                 let iri = match obj.get("@id") {
                     Some(Value::String(id)) => self.resolve_iri_with(id, local, visiting)?,
                     Some(Value::Null) => return Ok(None),
