@@ -327,8 +327,8 @@ pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
             return Err(NgsiError::bad_data(format!("{param} cannot address linked entities in a purge")).into());
         }
     }
-    let spec = query::selector_from_params(&ngsi.params, &rc.ctx)?;
-    if !spec.narrowed {
+    let (selection, narrowed) = query::query_from_params(&ngsi.params, &rc.ctx)?;
+    if !narrowed {
         return Err(NgsiError::bad_data(
             "a purge needs at least one of: type, attrs (other than system attributes), q, geoQ, local=true",
         )
@@ -340,8 +340,8 @@ pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     const BATCH: usize = 500;
     let mut offset = 0;
     loop {
-        let query = EntityQuery { selector: spec.selector.clone(), limit: BATCH, offset, count: false };
-        let page = state.broker.query(&ngsi.tenant, &query, None).await?;
+        let query = EntityQuery { limit: BATCH, offset, ..selection.clone() };
+        let page = state.broker.query(&ngsi.tenant, &query).await?;
         let mut ops = Vec::new();
         for e in &page.entities {
             if keep.is_none() && drop.is_empty() {

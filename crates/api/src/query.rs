@@ -8,8 +8,9 @@ use crate::request::{Accept, Ngsi, RequestContext};
 use crate::response::{self, ApiResult};
 use axum::extract::State;
 use axum::response::Response;
-use hanbat_model::Entity;
-use hanbat_model::{Context, NgsiError, Result};
+use hanbat_model::parse;
+use hanbat_model::{Context, Entity, NgsiError, Result};
+use hanbat_query::{GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern};
 use hanbat_store::{EntityQuery, EntitySelector};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
@@ -57,21 +58,6 @@ const SYSTEM_ATTRS: [&str; 4] = ["createdAt", "modifiedAt", "deletedAt", "expire
 /// Core members that are not attributes: `attrs` cannot name them.
 const CORE_NON_ATTRS: [&str; 4] = ["id", "type", "@id", "@type"];
 
-/// Compiles an `idPattern` with bounded size: the regex engine is linear-time, and the bound keeps
-/// a hostile pattern from costing memory.
-pub fn id_pattern(pattern: &str) -> Result<regex::Regex> {
-    // A quantifier of a quantifier is an error in the POSIX and PCRE dialects clients write;
-    // Rust's engine would accept it silently.
-    if pattern.contains("**") {
-        return Err(NgsiError::bad_data(format!("idPattern '{pattern}' is not a valid regular expression: '**'")));
-    }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .build()
-        .map_err(|e| NgsiError::bad_data(format!("idPattern '{pattern}' is not a valid regular expression: {e}")))
-}
-
 /// Page bounds: `limit` defaults to the broker's page size; above the maximum is an error,
 /// never a silent cut.
 pub fn page(state: &AppState, params: &Params) -> Result<(usize, usize)> {
@@ -84,63 +70,56 @@ pub fn page(state: &AppState, params: &Params) -> Result<(usize, usize)> {
     Ok((limit, offset))
 }
 
-/// The pieces of a query, whether from URI parameters or a Query body.
-pub struct QuerySpec {
-    pub selector: EntitySelector,
-    /// The query narrows the entities down (type, attrs, q, geoQ, local): §5.7.2.4 refuses a
-    /// query by `id`/`idPattern` alone, or by system attributes only, as too wide.
-    pub narrowed: bool,
+fn check_id(id: &str) -> Result<()> {
+    if parse::is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("id '{id}' is not a URI"))) }
 }
 
-/// Checks `attrs` used as a filter: no core members; returns whether it narrows the query.
-fn attrs_filter(names: &[String]) -> Result<bool> {
-    if let Some(core) = names.iter().find(|n| CORE_NON_ATTRS.contains(&n.as_str())) {
+/// `attrs` used as a filter (§6.4.3.2): attribute names, never core members; system attributes
+/// are on every entity, so they filter nothing out. Returns the expanded names that filter.
+fn attrs_filter(raw: &[String], ctx: &Context) -> Result<Vec<String>> {
+    if let Some(core) = raw.iter().find(|n| CORE_NON_ATTRS.contains(&n.as_str())) {
         return Err(NgsiError::bad_data(format!("attrs: '{core}' is an entity member, not an attribute")));
     }
-    Ok(names.iter().any(|n| !SYSTEM_ATTRS.contains(&n.as_str())))
+    if let Some(bad) = raw.iter().find(|n| n.chars().any(|c| c.is_whitespace() || "<>\"'=;()".contains(c))) {
+        return Err(NgsiError::bad_data(format!("attrs: '{bad}' is not a valid attribute name")));
+    }
+    Ok(raw.iter().filter(|n| !SYSTEM_ATTRS.contains(&n.as_str())).map(|n| ctx.expand(n)).collect())
 }
 
-pub fn selector_from_params(params: &Params, ctx: &Context) -> Result<QuerySpec> {
+/// The query of `GET /entities` (and purge) parameters (§6.4.3.2), and whether it narrows the
+/// entities down: §5.7.2.4 refuses a query by `id`/`idPattern` alone, or by system attributes
+/// only, as too wide — it needs a type, attributes, q, scopeQ, a geo-query or `local=true`.
+pub fn query_from_params(params: &Params, ctx: &Context) -> Result<(EntityQuery, bool)> {
     let mut selector = EntitySelector::default();
     for id in params.list("id") {
-        if !hanbat_model::parse::is_uri(&id) {
-            return Err(NgsiError::bad_data(format!("id '{id}' is not a URI")));
-        }
+        check_id(&id)?;
         selector.ids.push(id);
     }
     if let Some(p) = params.get("idPattern") {
-        selector.id_pattern = Some(id_pattern(p)?);
+        selector.id_pattern = Some(compile_id_pattern(p)?);
     }
-    let mut any_type = false;
-    for t in params.list("type") {
-        if t == "*" {
-            // Every type (§4.17 of V1.9).
-            any_type = true;
-            continue;
-        }
-        hanbat_model::parse::validate_name(&t)?;
-        selector.types.push(ctx.expand(&t));
+    if let Some(t) = params.get("type") {
+        selector.types = Some(TypeQuery::parse(t, ctx)?);
     }
-    if any_type {
-        selector.types.clear();
-    }
-    let raw_attrs = params.list("attrs");
-    let attrs_narrow = attrs_filter(&raw_attrs)?;
-    let with_attrs = params.names("attrs", ctx)?;
-    for unsupported in ["q", "scopeQ", "georel"] {
-        if params.has(unsupported) {
-            return Err(NgsiError::not_supported(format!("{unsupported} is not supported by this build")));
-        }
-    }
-    let narrowed = any_type || !selector.types.is_empty() || attrs_narrow || params.flag("local")?;
-    // System attributes are on every entity: as a filter they select nothing out.
-    selector.with_any_attr = with_attrs
-        .into_iter()
-        .zip(&raw_attrs)
-        .filter(|(_, raw)| !SYSTEM_ATTRS.contains(&raw.as_str()))
-        .map(|(iri, _)| iri)
-        .collect();
-    Ok(QuerySpec { selector, narrowed })
+    let options = params.get("expandValues").map(QueryOptions::with_expand_values).unwrap_or_default();
+    let q = params.get("q").map(|q| Query::parse_with(q, ctx, &options)).transpose()?;
+    let geo = GeoQuery::from_params(
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+        params.get("geoproperty"),
+        ctx,
+    )?;
+    let scope = params.get("scopeQ").map(ScopeQuery::parse).transpose()?;
+    let with_any_attr = attrs_filter(&params.list("attrs"), ctx)?;
+    let narrowed = selector.types.is_some()
+        || q.is_some()
+        || geo.is_some()
+        || scope.is_some()
+        || !with_any_attr.is_empty()
+        || params.flag("local")?;
+    let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
+    Ok((EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() }, narrowed))
 }
 
 /// `geometryProperty` only shapes GeoJSON (§6.3.15): with another representation it is an error.
@@ -157,14 +136,14 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     check_geometry_property(&ngsi.params, accept)?;
     let rc = ngsi.context(&state).await?;
-    let spec = selector_from_params(&ngsi.params, &rc.ctx)?;
-    if !spec.narrowed {
+    let (query, narrowed) = query_from_params(&ngsi.params, &rc.ctx)?;
+    if !narrowed {
         return Err(NgsiError::bad_data(
-            "a query needs at least one of: type, attrs (other than system attributes), q, geoQ, local=true",
+            "a query needs at least one of: type, attrs (other than system attributes), q, georel (geo-query), scopeQ, local=true",
         )
         .into());
     }
-    run(&state, &ngsi, &ngsi.params, rc, accept, spec.selector).await
+    run(&state, &ngsi, &ngsi.params, rc, accept, query).await
 }
 
 /// `POST /entityOperations/query`
@@ -172,14 +151,41 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
     ngsi.params.allow(&["limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     let (rc, body) = ngsi.object_body(&state).await?;
+    let query = query_from_body(&body, &rc.ctx)?;
+    // The members that shape the answer join the URI parameters.
     let mut params = ngsi.params.clone();
-    let selector = selector_from_body(&body, &rc.ctx, &mut params)?;
+    for member in ["pick", "omit"] {
+        if let Some(list) = body_list(&body, member)? {
+            params.set(member, list);
+        }
+    }
+    if let Some(join) = string_member(&body, "join")? {
+        params.set("join", join.to_string());
+    }
+    match body.get("joinLevel") {
+        None => {}
+        Some(Value::Number(n)) => params.set("joinLevel", n.to_string()),
+        Some(other) => {
+            return Err(NgsiError::bad_data(format!("Query.joinLevel must be a positive integer, not {other}")).into());
+        }
+    }
+    if let Some(lang) = string_member(&body, "lang")? {
+        params.set("lang", lang.to_string());
+    }
     check_geometry_property(&params, accept)?;
-    run(&state, &ngsi, &params, rc, accept, selector).await
+    run(&state, &ngsi, &params, rc, accept, query).await
 }
 
-/// A list member of a Query body (`attrs`, `pick`, `omit`): a non-empty array of strings, or
-/// a string in the URI-parameter syntax.
+fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(NgsiError::bad_data(format!("Query.{name} must be a string, not {other}"))),
+    }
+}
+
+/// A list member of a Query body (`attrs`, `pick`, `omit`): a non-empty array of strings, or a
+/// string in the URI-parameter syntax; returned in the URI-parameter syntax.
 fn body_list(body: &Map<String, Value>, name: &str) -> Result<Option<String>> {
     match body.get(name) {
         None => Ok(None),
@@ -193,8 +199,8 @@ fn body_list(body: &Map<String, Value>, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Reads a Query (§5.2.23): the selector, and the members that shape the answer into `params`.
-fn selector_from_body(body: &Map<String, Value>, ctx: &Context, params: &mut Params) -> Result<EntitySelector> {
+/// The query of a Query body (§5.2.23).
+pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
     if body.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
     }
@@ -203,7 +209,7 @@ fn selector_from_body(body: &Map<String, Value>, ctx: &Context, params: &mut Par
             "temporalQ belongs to the temporal query (§5.7.4), not to a Query of entities",
         ));
     }
-    let mut selector = EntitySelector::default();
+    let mut query = EntityQuery::default();
     if let Some(entities) = body.get("entities") {
         let Value::Array(entities) = entities else {
             return Err(NgsiError::bad_data("Query.entities must be an array of EntitySelectors"));
@@ -212,78 +218,50 @@ fn selector_from_body(body: &Map<String, Value>, ctx: &Context, params: &mut Par
             return Err(NgsiError::bad_data("Query.entities must hold at least one EntitySelector"));
         }
         for e in entities {
-            entity_selector(e, ctx, &mut selector)?;
+            query.entities.push(selector_from_json(e, ctx)?);
         }
     }
     if let Some(attrs) = body_list(body, "attrs")? {
-        selector.with_any_attr = attrs.split(',').map(|a| ctx.expand(a.trim())).collect();
+        let raw: Vec<String> = attrs.split(',').map(|a| a.trim().to_string()).collect();
+        query.with_any_attr = attrs_filter(&raw, ctx)?;
     }
-    for member in ["q", "geoQ", "scopeQ", "csf"] {
-        match body.get(member) {
-            None => {}
-            Some(Value::String(_)) if member != "geoQ" => {
-                return Err(NgsiError::not_supported(format!("{member} is not supported by this build")));
-            }
-            Some(Value::Object(_)) if member == "geoQ" => {
-                return Err(NgsiError::not_supported("geoQ is not supported by this build"));
-            }
-            Some(other) => return Err(NgsiError::bad_data(format!("Query.{member} has the wrong type: {other}"))),
-        }
-    }
-    for member in ["pick", "omit"] {
-        if let Some(list) = body_list(body, member)? {
-            params.set(member, list);
-        }
-    }
-    match body.get("join") {
-        None => {}
-        Some(Value::String(j)) => params.set("join", j.clone()),
-        Some(other) => return Err(NgsiError::bad_data(format!("Query.join must be a string, not {other}"))),
-    }
-    match body.get("joinLevel") {
-        None => {}
-        Some(Value::Number(n)) => params.set("joinLevel", n.to_string()),
-        Some(other) => {
-            return Err(NgsiError::bad_data(format!("Query.joinLevel must be a positive integer, not {other}")));
-        }
-    }
-    if let Some(Value::String(lang)) = body.get("lang") {
-        params.set("lang", lang.clone());
-    }
-    Ok(selector)
+    query.q = string_member(body, "q")?.map(|q| Query::parse(q, ctx)).transpose()?;
+    query.scope = string_member(body, "scopeQ")?.map(ScopeQuery::parse).transpose()?;
+    query.geo = body.get("geoQ").map(|g| GeoQuery::from_json(g, ctx)).transpose()?;
+    Ok(query)
 }
 
-/// One EntitySelector (§5.2.33): `type` mandatory, `id` (which takes precedence over
-/// `idPattern`) a URI or an array of URIs.
-fn entity_selector(e: &Value, ctx: &Context, selector: &mut EntitySelector) -> Result<()> {
-    let Value::Object(e) = e else {
+/// An EntitySelector object (§5.2.33): `{"id"?, "idPattern"?, "type"}` — `type` mandatory, `id`
+/// a URI or an array of URIs, taking precedence over `idPattern`.
+pub fn selector_from_json(e: &Value, ctx: &Context) -> Result<EntitySelector> {
+    let Some(o) = e.as_object() else {
         return Err(NgsiError::bad_data(format!("an EntitySelector must be an object, not {e}")));
     };
-    let Some(Value::String(types)) = e.get("type") else {
-        return Err(NgsiError::bad_data("an EntitySelector needs a 'type' (a type name or expression)"));
-    };
-    for t in types.split([',', '|']).map(str::trim).filter(|t| !t.is_empty()) {
-        hanbat_model::parse::validate_name(t)?;
-        selector.types.push(ctx.expand(t));
-    }
-    let ids: Vec<&Value> = match e.get("id") {
+    let mut selector = EntitySelector::default();
+    let ids: Vec<&Value> = match o.get("id") {
         None => Vec::new(),
         Some(Value::Array(items)) => items.iter().collect(),
         Some(single) => vec![single],
     };
-    for id in &ids {
+    for id in ids {
         match id.as_str() {
-            Some(s) if hanbat_model::parse::is_uri(s) => selector.ids.push(s.to_string()),
-            _ => return Err(NgsiError::bad_data(format!("EntitySelector id {id} is not a URI"))),
+            Some(s) => {
+                check_id(s)?;
+                selector.ids.push(s.to_string());
+            }
+            None => return Err(NgsiError::bad_data(format!("EntitySelector id {id} is not a URI"))),
         }
     }
-    if ids.is_empty()
-        && let Some(p) = e.get("idPattern")
+    if let Some(p) = string_member(o, "idPattern")?
+        && selector.ids.is_empty()
     {
-        let p = p.as_str().ok_or_else(|| NgsiError::bad_data("EntitySelector idPattern must be a string"))?;
-        selector.id_pattern = Some(id_pattern(p)?);
+        selector.id_pattern = Some(compile_id_pattern(p)?);
     }
-    Ok(())
+    match string_member(o, "type")? {
+        Some(t) => selector.types = Some(TypeQuery::parse(t, ctx)?),
+        None => return Err(NgsiError::bad_data("an EntitySelector needs a 'type' (a type name or expression)")),
+    }
+    Ok(selector)
 }
 
 /// Fetches the entities linked from `roots` (§4.5.23), level by level up to the views' join
@@ -311,17 +289,11 @@ pub async fn fetch_linked<'v>(state: &AppState, tenant: &str, view: &'v View, ro
         if wanted.is_empty() {
             break;
         }
-        let query = EntityQuery {
-            selector: EntitySelector {
-                ids: wanted.iter().map(|(id, _)| id.clone()).collect(),
-                ..EntitySelector::default()
-            },
-            limit: wanted.len(),
-            offset: 0,
-            count: false,
-        };
+        let selector =
+            EntitySelector { ids: wanted.iter().map(|(id, _)| id.clone()).collect(), ..EntitySelector::default() };
+        let query = EntityQuery { entities: vec![selector], limit: wanted.len(), ..EntityQuery::default() };
         let found: HashMap<String, Entity> =
-            state.broker.query(tenant, &query, None).await?.entities.into_iter().map(|e| (e.id.clone(), e)).collect();
+            state.broker.query(tenant, &query).await?.entities.into_iter().map(|e| (e.id.clone(), e)).collect();
         frontier = Vec::new();
         for (id, child) in wanted {
             if let Some(entity) = found.get(&id) {
@@ -340,7 +312,7 @@ async fn run(
     params: &Params,
     rc: RequestContext,
     accept: Accept,
-    selector: EntitySelector,
+    mut query: EntityQuery,
 ) -> ApiResult {
     let view = View::from_params(params, &rc.ctx, RENDER_OPTIONS)?;
     let (limit, offset) = page(state, params)?;
@@ -351,8 +323,8 @@ async fn run(
     if !state.tenant_exists(&ngsi.tenant).await? {
         return Err(crate::nonexistent_tenant(&ngsi.tenant).into());
     }
-    let query = EntityQuery { selector, limit, offset, count };
-    let page = state.broker.query(&ngsi.tenant, &query, None).await?;
+    (query.limit, query.offset, query.count) = (limit, offset, count);
+    let page = state.broker.query(&ngsi.tenant, &query).await?;
     let geometry = view.geometry_property(params, &rc.ctx);
     let linked = fetch_linked(state, &ngsi.tenant, &view, &page.entities).await?;
     let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry, &linked);
@@ -360,13 +332,14 @@ async fn run(
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
-    add_page_links(&mut response, ngsi, page.entities.len(), limit, offset, page.count);
+    add_page_links(&mut response, "/ngsi-ld/v1/entities", ngsi, page.entities.len(), limit, offset, page.count);
     Ok(response)
 }
 
 /// `prev`/`next` Link headers (§5.5.9): `next` when the page is full and more may follow.
 pub fn add_page_links(
     response: &mut Response,
+    path: &str,
     ngsi: &Ngsi,
     returned: usize,
     limit: usize,
@@ -376,7 +349,6 @@ pub fn add_page_links(
     if limit == 0 {
         return;
     }
-    let path = "/ngsi-ld/v1/entities";
     let more = match total {
         Some(t) => (offset + returned) < t as usize,
         None => returned == limit,

@@ -8,7 +8,7 @@
 
 use hanbat_context::Contexts;
 use hanbat_model::{Entity, Result, Timestamp};
-use hanbat_store::{Applied, Change, EntityFilter, EntityQuery, Page, Store, WriteOp};
+use hanbat_store::{Applied, Change, EntityQuery, Page, Store, WriteOp};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
@@ -74,8 +74,8 @@ impl Broker {
         Ok(self.store.get(tenant, id).await?.and_then(|e| unexpired(e, &now)))
     }
 
-    pub async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page> {
-        let mut page = self.store.query(tenant, query, filter).await?;
+    pub async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
+        let mut page = self.store.query(tenant, query).await?;
         let now = Timestamp::now();
         page.entities = page.entities.into_iter().filter_map(|e| unexpired(e, &now)).collect();
         Ok(page)

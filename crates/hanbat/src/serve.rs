@@ -55,6 +55,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let origin = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let contexts = Arc::new(Contexts::new(&origin, Some(store.clone())));
     contexts.load_hosted().await.map_err(|e| anyhow::anyhow!(e.detail))?;
+    // Hanbat's own city data model context ships with the binary, so the simulator, the
+    // dashboard and any client naming its URL work offline.
+    let city = serde_json::from_str(hanbat_sim::CITY_CONTEXT).context("the built-in city @context is not JSON")?;
+    contexts.preload(hanbat_sim::CITY_CONTEXT_URL, city).map_err(|e| anyhow::anyhow!(e.detail))?;
     for spec in &args.contexts {
         let Some((url, file)) = spec.split_once('=') else { bail!("--context takes URL=FILE, not '{spec}'") };
         let text = std::fs::read_to_string(file).with_context(|| format!("reading @context file {file}"))?;

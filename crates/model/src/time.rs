@@ -136,19 +136,37 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Stored form: generated instants as integer microseconds (no date parsing on reads), user
+/// instants as their text.
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_text())
+        match &self.text {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_i64(self.micros),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let micros = parse_micros(&text).ok_or_else(|| serde::de::Error::custom(format!("bad date-time '{text}'")))?;
-        // A generated instant round-trips as its canonical text; keep only texts that differ.
-        let text = (format_micros(micros) != text).then(|| text.into_boxed_str());
-        Ok(Self { micros, text })
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("microseconds since the epoch or an ISO 8601 date-time")
+            }
+            fn visit_i64<E: serde::de::Error>(self, micros: i64) -> std::result::Result<Timestamp, E> {
+                Ok(Timestamp::from_micros(micros))
+            }
+            fn visit_u64<E: serde::de::Error>(self, micros: u64) -> std::result::Result<Timestamp, E> {
+                i64::try_from(micros).map(Timestamp::from_micros).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Timestamp, E> {
+                let micros = parse_micros(text).ok_or_else(|| E::custom(format!("bad date-time '{text}'")))?;
+                Ok(Timestamp { micros, text: Some(text.into()) })
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

@@ -55,8 +55,9 @@ pub fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    // 64 MiB of page cache for the writer, 16 MiB per reader (negative = KiB).
-    conn.pragma_update(None, "cache_size", if writer { -65536 } else { -16384 })?;
+    // 64 MiB of page cache for the writer, 8 MiB per reader (negative = KiB): readers are many
+    // and the OS page cache is shared by all of them.
+    conn.pragma_update(None, "cache_size", if writer { -65536 } else { -8192 })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
         // Checkpoint in larger steps: fewer, longer checkpoints cost less than many small ones.

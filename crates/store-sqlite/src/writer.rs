@@ -156,7 +156,7 @@ fn commit_group(conn: &mut Connection, ids: &mut Ids, jobs: Vec<Job>) {
     }
     let committed = match failure {
         Some(err) => Err(err),
-        None => counts.flush(&tx, ids).and_then(|()| tx.commit()).map_err(storage_error),
+        None => counts.flush(&tx).and_then(|()| tx.commit()).map_err(storage_error),
     };
     match committed {
         Ok(()) => done.into_iter().for_each(Done::acknowledge),
@@ -275,9 +275,9 @@ fn write_one(
     };
     let Some(change) = &applied.change else { return Ok(Ok(applied)) };
     if let Some(before) = &change.previous {
-        counts.add(tenant_id, before, -1);
+        counts.add(tx, ids, tenant_id, before, -1)?;
     }
-    match (&applied.next, rid) {
+    match (applied.to_persist(), rid) {
         (Some(next), None) => {
             let doc = match codec::encode(next) {
                 Ok(d) => d,
@@ -291,7 +291,7 @@ fn write_one(
                 tx.prepare_cached("INSERT INTO entity_types(tenant, type, rid) VALUES (?1, ?2, ?3)")?
                     .execute(params![tenant_id, type_id, rid])?;
             }
-            counts.add(tenant_id, next, 1);
+            counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (Some(next), Some(rid)) => {
             let doc = match codec::encode(next) {
@@ -313,13 +313,13 @@ fn write_one(
                         .execute(params![tenant_id, type_id, rid])?;
                 }
             }
-            counts.add(tenant_id, next, 1);
+            counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (None, Some(rid)) => {
             tx.prepare_cached("DELETE FROM entities WHERE rid = ?1")?.execute([rid])?;
             tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?
                 .execute(params![tenant_id, rid])?;
-            counts.add(tenant_id, &change.entity, -1);
+            counts.add(tx, ids, tenant_id, &change.entity, -1)?;
         }
         (None, None) => {}
     }
@@ -329,32 +329,40 @@ fn write_one(
 /// Discovery counters changed by the transaction, flushed once before the commit.
 #[derive(Default)]
 struct CountDeltas {
-    /// (tenant, type iri, attribute iri or "", kind or "") → delta.
-    deltas: HashMap<(i64, String, String, &'static str), i64>,
+    /// (tenant, type id, attribute id or 0, kind or "") → delta.
+    deltas: HashMap<(i64, i64, i64, &'static str), i64>,
 }
 
 impl CountDeltas {
-    fn add(&mut self, tenant: i64, entity: &hanbat_model::Entity, sign: i64) {
+    fn add(
+        &mut self,
+        tx: &Transaction,
+        ids: &mut Ids,
+        tenant: i64,
+        entity: &hanbat_model::Entity,
+        sign: i64,
+    ) -> rusqlite::Result<()> {
         for t in &entity.types {
-            *self.deltas.entry((tenant, t.clone(), String::new(), "")).or_default() += sign;
+            let type_id = ids.name(tx, t)?;
+            *self.deltas.entry((tenant, type_id, 0, "")).or_default() += sign;
             for (name, instances) in &entity.attrs {
+                let attr_id = ids.name(tx, name)?;
                 let mut kinds: Vec<&'static str> = instances.iter().map(|a| a.value.type_name()).collect();
                 kinds.sort_unstable();
                 kinds.dedup();
                 for kind in kinds {
-                    *self.deltas.entry((tenant, t.clone(), name.clone(), kind)).or_default() += sign;
+                    *self.deltas.entry((tenant, type_id, attr_id, kind)).or_default() += sign;
                 }
             }
         }
+        Ok(())
     }
 
-    fn flush(self, tx: &Transaction, ids: &mut Ids) -> rusqlite::Result<()> {
-        for ((tenant, entity_type, attr, kind), delta) in self.deltas {
+    fn flush(self, tx: &Transaction) -> rusqlite::Result<()> {
+        for ((tenant, type_id, attr_id, kind), delta) in self.deltas {
             if delta == 0 {
                 continue;
             }
-            let type_id = ids.name(tx, &entity_type)?;
-            let attr_id = if attr.is_empty() { 0 } else { ids.name(tx, &attr)? };
             tx.prepare_cached(
                 "INSERT INTO type_attr_counts(tenant, type, attr, kind, n) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(tenant, type, attr, kind) DO UPDATE SET n = n + excluded.n",

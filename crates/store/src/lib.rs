@@ -20,37 +20,86 @@ pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
 use hanbat_model::{Entity, Result, Timestamp};
+use hanbat_query::{GeoQuery, Pattern, Query, ScopeQuery, TypeQuery};
 use serde_json::Value;
 
 /// The default tenant (no `NGSILD-Tenant` header).
 pub const DEFAULT_TENANT: &str = "";
 
-/// Which entities a query selects. Names are expanded. An empty selector selects everything.
+/// One entity selector (§5.2.33 EntitySelector): ids, id pattern, type expression, all of which
+/// must hold. Names are expanded. An empty selector selects everything.
 #[derive(Debug, Clone, Default)]
 pub struct EntitySelector {
     /// `id`: any of these ids.
     pub ids: Vec<String>,
-    /// `idPattern`, already validated.
-    pub id_pattern: Option<regex::Regex>,
-    /// `type`: entities having any of these types (type expressions are in `filter`).
-    pub types: Vec<String>,
-    /// `attrs` used as a filter: entities having at least one of these attributes.
-    pub with_any_attr: Vec<String>,
+    /// `idPattern`.
+    pub id_pattern: Option<Pattern>,
+    /// `type`: a type expression (`A,B`, `(A;B)|C`).
+    pub types: Option<TypeQuery>,
 }
 
-/// A query over entities: a selector, an optional in-memory predicate for what the store cannot
-/// plan, and the page to return.
-#[derive(Debug, Clone)]
+impl EntitySelector {
+    pub fn matches(&self, entity: &Entity) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&entity.id))
+            && self.id_pattern.as_ref().is_none_or(|p| p.is_match(&entity.id))
+            && self.types.as_ref().is_none_or(|t| t.matches(&entity.types))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.id_pattern.is_none() && self.types.is_none()
+    }
+}
+
+/// A query over entities: selectors, the query languages' filters, and the page to return.
+#[derive(Debug, Clone, Default)]
 pub struct EntityQuery {
-    pub selector: EntitySelector,
+    /// Entities matching any of these selectors (none: every entity).
+    pub entities: Vec<EntitySelector>,
+    /// `attrs` as a filter: entities having at least one of these attributes.
+    pub with_any_attr: Vec<String>,
+    pub q: Option<Query>,
+    pub scope: Option<ScopeQuery>,
+    pub geo: Option<GeoQuery>,
     pub limit: usize,
     pub offset: usize,
     /// Also count every match (`count=true`).
     pub count: bool,
 }
 
-/// A predicate over entities, evaluated by the store on candidates its indexes selected.
-pub type EntityFilter = std::sync::Arc<dyn Fn(&Entity) -> bool + Send + Sync>;
+impl EntityQuery {
+    /// Whether `entity` matches every part of the query (the reference semantics that a store's
+    /// plan must reproduce, and what the subscription matcher evaluates).
+    pub fn matches(&self, entity: &Entity) -> bool {
+        (self.entities.is_empty() || self.entities.iter().any(|s| s.matches(entity)))
+            && (self.with_any_attr.is_empty() || self.with_any_attr.iter().any(|a| entity.attrs.contains_key(a)))
+            && self.scope.as_ref().is_none_or(|s| s.matches(&entity.scopes))
+            && self.q.as_ref().is_none_or(|q| q.matches(entity))
+            && self.geo.as_ref().is_none_or(|g| g.matches(entity))
+    }
+
+    /// The types that bound the result, when every selector names plain types: an index on
+    /// types then answers the selection (candidates still go through [`Self::matches`]).
+    pub fn candidate_types(&self) -> Option<Vec<&str>> {
+        if self.entities.is_empty() {
+            return None;
+        }
+        let mut all = Vec::new();
+        for s in &self.entities {
+            all.extend(s.types.as_ref()?.any_of()?);
+        }
+        all.sort_unstable();
+        all.dedup();
+        Some(all)
+    }
+
+    /// The ids that bound the result, when every selector lists ids.
+    pub fn candidate_ids(&self) -> Option<Vec<&str>> {
+        if self.entities.is_empty() || self.entities.iter().any(|s| s.ids.is_empty()) {
+            return None;
+        }
+        Some(self.entities.iter().flat_map(|s| s.ids.iter().map(String::as_str)).collect())
+    }
+}
 
 /// One page of entities, and the total number of matches when it was asked for.
 #[derive(Debug, Clone, Default)]
@@ -112,9 +161,8 @@ pub trait Store: Send + Sync + 'static {
     /// `now`, in one durable transaction; returns the changes, in commit order.
     async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>>;
 
-    /// Entities matching the query's selector and `filter` (what the store's indexes cannot
-    /// answer), one page of them in creation order.
-    async fn query(&self, tenant: &str, query: &EntityQuery, filter: Option<EntityFilter>) -> Result<Page>;
+    /// Entities matching the query, one page of them in creation order.
+    async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page>;
 
     /// Per type: the entity count and, per attribute and kind, how many entities have it.
     async fn type_attr_counts(&self, tenant: &str) -> Result<Vec<TypeAttrCount>>;
@@ -128,13 +176,4 @@ pub trait Store: Send + Sync + 'static {
     async fn list_docs(&self, tenant: Option<&str>, kind: DocKind) -> Result<Vec<(String, String, Value)>>;
     /// Returns whether the document existed.
     async fn delete_doc(&self, tenant: &str, kind: DocKind, id: &str) -> Result<bool>;
-}
-
-/// Whether `entity` matches the selector (used by stores for what their indexes left open, and
-/// by the subscription matcher).
-pub fn selector_matches(sel: &EntitySelector, entity: &Entity) -> bool {
-    (sel.ids.is_empty() || sel.ids.contains(&entity.id))
-        && sel.id_pattern.as_ref().is_none_or(|re| re.is_match(&entity.id))
-        && (sel.types.is_empty() || entity.has_any_type(&sel.types))
-        && (sel.with_any_attr.is_empty() || sel.with_any_attr.iter().any(|a| entity.attrs.contains_key(a)))
 }

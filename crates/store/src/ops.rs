@@ -87,13 +87,19 @@ pub struct Outcome {
     pub not_updated: Vec<NotUpdated>,
 }
 
-/// The result of applying one op: the response outcome, the entity to persist (`None`: delete
-/// it) and the change event (`None`: nothing changed).
+/// The result of applying one op: the response outcome and the change event (`None`: nothing
+/// changed). The entity to persist is the change's entity, unless the change is a deletion.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub outcome: Outcome,
-    pub next: Option<Entity>,
     pub change: Option<Change>,
+}
+
+impl Applied {
+    /// The entity to persist after a change, `None` when the change deletes it.
+    pub fn to_persist(&self) -> Option<&Entity> {
+        self.change.as_ref().filter(|c| c.kind != ChangeKind::Deleted).map(|c| c.entity.as_ref())
+    }
 }
 
 fn missing(id: &str) -> NgsiError {
@@ -161,14 +167,14 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
         },
         WriteOp::Expire { id } => {
             let Some(cur) = current else {
-                return Ok(Applied { outcome: no_outcome(), next: None, change: None });
+                return Ok(Applied { outcome: no_outcome(), change: None });
             };
             if cur.is_expired(now) {
                 return Ok(deleted(id, cur, tenant, now));
             }
             let mut next = cur.clone();
             if !next.drop_expired_attrs(now) {
-                return Ok(Applied { outcome: no_outcome(), next: Some(cur), change: None });
+                return Ok(Applied { outcome: no_outcome(), change: None });
             }
             Ok(updated(cur, next, no_outcome(), tenant, now))
         }
@@ -200,7 +206,6 @@ fn deleted(id: String, cur: Entity, tenant: &str, now: &Timestamp) -> Applied {
     };
     Applied {
         outcome: Outcome { status: Status::Deleted, updated: Vec::new(), not_updated: Vec::new() },
-        next: None,
         change: Some(change),
     }
 }
@@ -215,24 +220,18 @@ fn created(entity: Entity, tenant: &str, now: &Timestamp) -> Applied {
         .iter()
         .flat_map(|(n, is)| is.iter().map(move |a| attr_change(n, a, AttrChangeKind::Created)))
         .collect();
+    let outcome =
+        Outcome { status: Status::Created, updated: entity.attrs.keys().cloned().collect(), not_updated: Vec::new() };
     let change = Change {
         tenant: tenant.to_string(),
         id: entity.id.clone(),
         kind: ChangeKind::Created,
-        entity: Arc::new(entity.clone()),
+        entity: Arc::new(entity),
         previous: None,
         at: now.clone(),
         attrs,
     };
-    Applied {
-        outcome: Outcome {
-            status: Status::Created,
-            updated: entity.attrs.keys().cloned().collect(),
-            not_updated: Vec::new(),
-        },
-        next: Some(entity),
-        change: Some(change),
-    }
+    Applied { outcome, change: Some(change) }
 }
 
 /// Builds the update result: diffs `before` and `after` into attribute changes.
@@ -259,19 +258,19 @@ fn updated(before: Entity, mut after: Entity, outcome: Outcome, tenant: &str, no
     let entity_changed =
         before.types != after.types || before.scopes != after.scopes || before.expires_at != after.expires_at;
     if attrs.is_empty() && !entity_changed {
-        return Applied { outcome, next: Some(before), change: None };
+        return Applied { outcome, change: None };
     }
     after.modified_at = Some(now.clone());
     let change = Change {
         tenant: tenant.to_string(),
         id: after.id.clone(),
         kind: ChangeKind::Updated,
-        entity: Arc::new(after.clone()),
+        entity: Arc::new(after),
         previous: Some(Arc::new(before)),
         at: now.clone(),
         attrs,
     };
-    Applied { outcome, next: Some(after), change: Some(change) }
+    Applied { outcome, change: Some(change) }
 }
 
 fn ok_outcome(updated: Vec<String>, not_updated: Vec<NotUpdated>) -> Outcome {
@@ -633,7 +632,7 @@ mod tests {
     fn create_stamps_and_refuses_duplicates() {
         let e = entity(&[("p", Attribute::property(json!(1)))]);
         let applied = apply(WriteOp::Create(e.clone()), None, T, &ts(1)).unwrap();
-        let stored = applied.next.unwrap();
+        let stored = applied.to_persist().cloned().unwrap();
         assert_eq!(stored.created_at, Some(ts(1)));
         assert_eq!(stored.attrs["p"][0].created_at, Some(ts(1)));
         let err = apply(WriteOp::Create(e), Some(stored), T, &ts(2)).unwrap_err();
@@ -642,14 +641,16 @@ mod tests {
 
     #[test]
     fn append_respects_no_overwrite_and_reports_it() {
-        let stored =
-            apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1)).unwrap().next;
+        let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1))
+            .unwrap()
+            .to_persist()
+            .cloned();
         let frag = entity(&[("p", Attribute::property(json!(2))), ("q", Attribute::property(json!(3)))]);
         let applied =
             apply(WriteOp::Append { id: "urn:e:1".into(), fragment: frag, overwrite: false }, stored, T, &ts(2))
                 .unwrap();
         assert_eq!(applied.outcome.not_updated.len(), 1);
-        let next = applied.next.unwrap();
+        let next = applied.to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"][0].value, AttrValue::Property(json!(1)));
         assert_eq!(next.attrs["q"][0].value, AttrValue::Property(json!(3)));
         assert_eq!(next.modified_at, Some(ts(2)));
@@ -666,12 +667,16 @@ mod tests {
         let stored =
             apply(WriteOp::Create(entity(&[("p", p), ("gone", Attribute::property(json!(0)))])), None, T, &ts(1))
                 .unwrap()
-                .next;
+                .to_persist()
+                .cloned();
         let mut patch = Attribute::property(json!(2));
         patch.sub.insert("acc".into(), vec![Attribute::new(AttrValue::Null)]);
         let frag = entity(&[("p", patch), ("gone", Attribute::new(AttrValue::Null))]);
-        let next =
-            apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap().next.unwrap();
+        let next = apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2))
+            .unwrap()
+            .to_persist()
+            .cloned()
+            .unwrap();
         let p = &next.attrs["p"][0];
         assert_eq!(p.value, AttrValue::Property(json!(2)));
         assert_eq!(p.unit_code.as_deref(), Some("CEL"));
@@ -684,10 +689,10 @@ mod tests {
     fn update_replaces_whole_instances_and_adds_new_ones() {
         let mut p = Attribute::property(json!(1));
         p.unit_code = Some("CEL".into());
-        let stored = apply(WriteOp::Create(entity(&[("p", p)])), None, T, &ts(1)).unwrap().next;
+        let stored = apply(WriteOp::Create(entity(&[("p", p)])), None, T, &ts(1)).unwrap().to_persist().cloned();
         let frag = entity(&[("p", Attribute::property(json!(2))), ("new", Attribute::property(json!(3)))]);
         let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap();
-        let next = applied.next.unwrap();
+        let next = applied.to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"][0].unit_code, None);
         assert!(next.attrs.contains_key("new"));
         let mut scoped = entity(&[]);
@@ -706,11 +711,13 @@ mod tests {
             &ts(1),
         )
         .unwrap()
-        .next;
+        .to_persist()
+        .cloned();
         let frag = entity(&[("a", Attribute::property(json!({"street": "y", "country": "urn:ngsi-ld:null"})))]);
         let merged = apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored.clone(), T, &ts(2))
             .unwrap()
-            .next
+            .to_persist()
+            .cloned()
             .unwrap();
         assert_eq!(merged.attrs["a"][0].value, AttrValue::Property(json!({"street": "y", "city": "B"})));
         let gated = WriteOp::Typed {
@@ -726,12 +733,12 @@ mod tests {
         short.expires_at = Some(ts(5));
         let mut e = entity(&[("short", short), ("long", Attribute::property(json!(2)))]);
         e.expires_at = Some(ts(10));
-        let stored = apply(WriteOp::Create(e), None, T, &ts(1)).unwrap().next;
+        let stored = apply(WriteOp::Create(e), None, T, &ts(1)).unwrap().to_persist().cloned();
         let op = || WriteOp::Expire { id: "urn:e:1".into() };
         assert!(apply(op(), stored.clone(), T, &ts(4)).unwrap().change.is_none());
-        let next = apply(op(), stored, T, &ts(6)).unwrap().next.unwrap();
+        let next = apply(op(), stored, T, &ts(6)).unwrap().to_persist().cloned().unwrap();
         assert!(!next.attrs.contains_key("short") && next.attrs.contains_key("long"));
-        assert!(apply(op(), Some(next), T, &ts(10)).unwrap().next.is_none());
+        assert!(apply(op(), Some(next), T, &ts(10)).unwrap().to_persist().is_none());
     }
 
     #[test]
@@ -740,7 +747,8 @@ mod tests {
         b.dataset_id = Some("urn:ds:b".into());
         let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1))), ("p", b)])), None, T, &ts(1))
             .unwrap()
-            .next;
+            .to_persist()
+            .cloned();
         let op = |ds: Option<&str>, all| WriteOp::DeleteAttr {
             id: "urn:e:1".into(),
             name: "p".into(),
@@ -748,9 +756,10 @@ mod tests {
             all,
         };
         assert_eq!(apply(op(Some("urn:ds:x"), false), stored.clone(), T, &ts(2)).unwrap_err().status(), 404);
-        let next = apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().next.unwrap();
+        let next =
+            apply(op(Some("urn:ds:b"), false), stored.clone(), T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert_eq!(next.attrs["p"].len(), 1);
-        let next = apply(op(None, true), stored, T, &ts(2)).unwrap().next.unwrap();
+        let next = apply(op(None, true), stored, T, &ts(2)).unwrap().to_persist().cloned().unwrap();
         assert!(next.attrs.is_empty());
     }
 }

@@ -1,0 +1,49 @@
+//! `hanbat demo`: the broker on the embedded store, Daejeon's city model and the simulator of
+//! all four testbed sites, in one command. The simulator talks to the broker over HTTP like any
+//! client.
+
+use crate::serve::{self, ServeArgs};
+use clap::Args;
+use hanbat_sim::SimArgs;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 10.0)]
+    pub speedup: f64,
+    /// Scale factor of the number of simulated devices.
+    #[arg(long, default_value_t = 1.0)]
+    pub devices: f64,
+    /// History written before going live, so charts have something to show.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1day")]
+    pub backfill: Duration,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let running = serve::start(args.serve.clone()).await?;
+    let sim = SimArgs {
+        broker: format!("http://{}", running.addr),
+        speedup: Some(args.speedup),
+        devices: args.devices,
+        backfill: (!args.backfill.is_zero()).then_some(args.backfill),
+        resolution: Duration::from_secs(300),
+        seed: args.seed,
+        ..SimArgs::default()
+    };
+    tracing::info!(url = %sim.broker, "Hanbat demo: loading Daejeon and starting the simulator");
+    let simulator = tokio::spawn(async move { hanbat_sim::run(sim).await });
+    tokio::select! {
+        r = running.server => { r??; }
+        r = simulator => {
+            let report = r??;
+            tracing::info!("simulator finished:\n{report}");
+        }
+    }
+    Ok(())
+}
