@@ -15,6 +15,7 @@ pub mod query;
 pub mod render;
 pub mod request;
 pub mod response;
+pub mod temporal;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -120,6 +121,15 @@ pub fn router(state: AppState) -> Router {
         .route("/attributes", get(discovery::attributes))
         .route("/attributes/{attr}", get(discovery::attribute))
         .route("/info/sourceIdentity", get(identity::source_identity))
+        .route("/temporal/entities", get(temporal::query).post(temporal::create))
+        .route("/temporal/entities/{id}", get(temporal::retrieve).delete(temporal::delete))
+        .route("/temporal/entities/{id}/attrs", post(temporal::add_attrs))
+        .route("/temporal/entities/{id}/attrs/{attr}", axum::routing::delete(temporal::delete_attr))
+        .route(
+            "/temporal/entities/{id}/attrs/{attr}/{instance}",
+            axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
+        )
+        .route("/temporal/entityOperations/query", post(temporal::query_post))
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
         .method_not_allowed_fallback(method_not_allowed)

@@ -28,6 +28,11 @@ impl Params {
         Ok(Self { pairs })
     }
 
+    /// Adds a parameter (for query bodies that carry parameters, like `temporalQ`).
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_string(), value.to_string()));
+    }
+
     /// Refuses parameters outside `allowed`.
     pub fn allow(&self, allowed: &[&str]) -> Result<()> {
         for (k, _) in &self.pairs {

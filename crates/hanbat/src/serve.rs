@@ -34,6 +34,27 @@ pub struct ServeArgs {
     /// Largest page size a query may ask for.
     #[arg(long, default_value_t = 1000)]
     pub max_page_size: usize,
+    /// Prune history recorded longer ago than this (e.g. `90d`); default: keep all.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub history_retention: Option<std::time::Duration>,
+}
+
+#[derive(clap::Parser)]
+struct Defaults {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    /// The command-line defaults with another data folder and listen address.
+    pub fn new(data: PathBuf, listen: SocketAddr) -> Self {
+        let mut args = <Defaults as clap::Parser>::try_parse_from(["hanbat"])
+            .map(|d| d.args)
+            .unwrap_or_else(|e| unreachable!("ServeArgs has defaults for every option: {e}"));
+        args.data = data;
+        args.listen = listen;
+        args
+    }
 }
 
 /// A running broker: its address and the task serving it.
@@ -45,9 +66,12 @@ pub struct Running {
 /// Builds the broker and starts serving; returns once it listens.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let store: Arc<dyn Store> = Arc::new(
-        hanbat_store_sqlite::SqliteStore::open(&args.data)
-            .map_err(|e| anyhow::anyhow!(e.detail))
-            .with_context(|| format!("opening the store in {}", args.data.display()))?,
+        hanbat_store_sqlite::SqliteStore::open_with(
+            &args.data,
+            hanbat_store_sqlite::Options { history_retention: args.history_retention },
+        )
+        .map_err(|e| anyhow::anyhow!(e.detail))
+        .with_context(|| format!("opening the store in {}", args.data.display()))?,
     );
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

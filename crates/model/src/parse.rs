@@ -22,11 +22,14 @@ pub enum Mode {
     /// Merge (§5.5.12): as `Fragment`, and a null inside a compound value is kept, so that the
     /// merge-patch removes that key from the stored value.
     Merge,
+    /// Temporal representation: an attribute lists instances over time, several of them with
+    /// the same datasetId; `id` and `type` required, no nulls.
+    Temporal,
 }
 
 impl Mode {
     fn deletes(self) -> bool {
-        self != Mode::Entity
+        matches!(self, Mode::Fragment | Mode::Merge)
     }
 }
 
@@ -144,11 +147,15 @@ pub fn entity(object: Map<String, Value>, ctx: &Context, mode: Mode) -> Result<E
                 if CORE_GEO_PROPERTIES.contains(&name.as_str()) {
                     check_geo_kind(&key, &instances)?;
                 }
-                merge_instances(&mut entity.attrs, &key, name, instances)?;
+                if mode == Mode::Temporal {
+                    entity.attrs.entry(name).or_default().extend(instances);
+                } else {
+                    merge_instances(&mut entity.attrs, &key, name, instances)?;
+                }
             }
         }
     }
-    if mode == Mode::Entity {
+    if matches!(mode, Mode::Entity | Mode::Temporal) {
         if !has_id {
             return Err(NgsiError::bad_data("the entity has no 'id'"));
         }

@@ -5,9 +5,9 @@
 //! transaction and acknowledges them after the commit. Under load many small writes share one
 //! fsync; with a single client a write costs one commit, as before.
 
-use crate::codec;
+use crate::{codec, history};
 use hanbat_model::{NgsiError, Result, Timestamp};
-use hanbat_store::{Applied, Change, DocKind, WriteOp, ops};
+use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,16 @@ pub(crate) enum Job {
         at: Timestamp,
         reply: oneshot::Sender<Result<Vec<Change>>>,
     },
+    History {
+        tenant: String,
+        op: Box<HistoryOp>,
+        reply: oneshot::Sender<Result<HistoryOutcome>>,
+    },
+    /// Moves history log records into chunks; `older_than` also prunes history recorded
+    /// before that instant (retention).
+    Maintain {
+        older_than: Option<i64>,
+    },
 }
 
 impl Job {
@@ -57,6 +67,8 @@ enum Done {
     PutDoc(oneshot::Sender<Result<()>>),
     DeleteDoc(oneshot::Sender<Result<bool>>, bool),
     Expire(oneshot::Sender<Result<Vec<Change>>>, Vec<Change>),
+    History(oneshot::Sender<Result<HistoryOutcome>>, Result<HistoryOutcome>),
+    Maintained,
 }
 
 impl Done {
@@ -67,6 +79,8 @@ impl Done {
             Done::PutDoc(reply) => drop(reply.send(Ok(()))),
             Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
             Done::Expire(reply, changes) => drop(reply.send(Ok(changes))),
+            Done::History(reply, outcome) => drop(reply.send(outcome)),
+            Done::Maintained => {}
         }
     }
 
@@ -76,13 +90,15 @@ impl Done {
             Done::PutDoc(reply) => drop(reply.send(Err(err))),
             Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
             Done::Expire(reply, _) => drop(reply.send(Err(err))),
+            Done::History(reply, _) => drop(reply.send(Err(err))),
+            Done::Maintained => {}
         }
     }
 }
 
 /// Interned ids of tenants and names, valid for committed rows only: cleared when a commit fails.
 #[derive(Default)]
-struct Ids {
+pub(crate) struct Ids {
     tenants: HashMap<String, i64>,
     names: HashMap<String, i64>,
 }
@@ -98,7 +114,7 @@ impl Ids {
         Ok(id)
     }
 
-    fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
+    pub(crate) fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.names.get(iri) {
             return Ok(*id);
         }
@@ -174,6 +190,8 @@ fn fail_job(job: Job, err: NgsiError) {
         Job::PutDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::Expire { reply, .. } => drop(reply.send(Err(err))),
+        Job::History { reply, .. } => drop(reply.send(Err(err))),
+        Job::Maintain { .. } => {}
     }
 }
 
@@ -205,6 +223,22 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             Ok(changes) => Ok(Done::Expire(reply, changes)),
             Err(e) => Err((Done::Expire(reply, Vec::new()), e)),
         },
+        Job::History { tenant, op, reply } => {
+            match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op, now)) {
+                Ok(outcome) => Ok(Done::History(reply, outcome)),
+                Err(e) => Err((Done::History(reply, Err(NgsiError::internal("storage"))), e)),
+            }
+        }
+        Job::Maintain { older_than } => {
+            let pruned = match older_than {
+                Some(t) => history::prune(tx, t),
+                None => Ok(0),
+            };
+            match pruned.and_then(|_| history::compact(tx)) {
+                Ok(_) => Ok(Done::Maintained),
+                Err(e) => Err((Done::Maintained, e)),
+            }
+        }
         Job::DeleteDoc { tenant, kind, id, reply } => {
             let r = ids.tenant(tx, &tenant).and_then(|t| {
                 tx.prepare_cached("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?.execute(params![
@@ -274,6 +308,7 @@ fn write_one(
         Err(e) => return Ok(Err(e)),
     };
     let Some(change) = &applied.change else { return Ok(Ok(applied)) };
+    history::record_change(tx, ids, tenant_id, change)?;
     if let Some(before) = &change.previous {
         counts.add(tx, ids, tenant_id, before, -1)?;
     }

@@ -6,6 +6,8 @@
 //! `Arc<dyn Store>` only.
 //!
 //! What a store must guarantee:
+//! - every committed change is recorded as history (its attribute instances, deletions
+//!   included) in the same transaction;
 //! - a batch of [`WriteOp`]s is applied with the semantics of [`ops::apply`], in order, in one
 //!   transaction, and the call returns only once that transaction is durable;
 //! - every op that changed something yields one [`Change`], in commit order per entity;
@@ -13,9 +15,11 @@
 //! - queries page in a stable order (creation order), so `offset`/`limit` never skip or repeat.
 
 pub mod change;
+pub mod history;
 pub mod ops;
 
 pub use change::{AttrChange, AttrChangeKind, Change, ChangeKind};
+pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, TemporalEntity};
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
@@ -163,6 +167,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Entities matching the query, one page of them in creation order.
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page>;
+
+    /// History of the entities the query selects (temporal API reads).
+    async fn history(&self, tenant: &str, query: &HistoryQuery) -> Result<HistoryPage>;
+
+    /// Edits history (temporal API writes), durably.
+    async fn write_history(&self, tenant: &str, op: HistoryOp) -> Result<HistoryOutcome>;
 
     /// Per type: the entity count and, per attribute and kind, how many entities have it.
     async fn type_attr_counts(&self, tenant: &str) -> Result<Vec<TypeAttrCount>>;
