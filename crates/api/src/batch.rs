@@ -147,7 +147,6 @@ async fn entity_op(
     if entity.id.is_empty() {
         return Err(NgsiError::bad_data("the entity has no 'id'"));
     }
-    crate::entities::check_expiry(&entity)?;
     Ok(match kind {
         EntityKind::Create => WriteOp::Create(entity),
         EntityKind::Upsert => WriteOp::Upsert { replace: !options.iter().any(|o| o == "update"), entity },

@@ -44,7 +44,7 @@ pub async fn serve(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
     let details = details(&ngsi)?;
     if id == "ngsi-ld-core-context" || jsonld::is_core_context_url(&id) {
         let body = if details { state.broker.contexts.core_details() } else { jsonld::core_context_document().clone() };
-        return Ok(context_json(&body, details));
+        return Ok(context_json(&body));
     }
     let known = state
         .broker
@@ -54,12 +54,12 @@ pub async fn serve(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
     let body = if details { known.details() } else { known.document.clone() };
     // Serving is a use too: numberOfHits counts it after reporting (§5.13.4).
     known.touch();
-    Ok(context_json(&body, details))
+    Ok(context_json(&body))
 }
 
-fn context_json(body: &Value, details: bool) -> axum::response::Response {
-    let media = if details { "application/json" } else { "application/ld+json" };
-    (StatusCode::OK, [(CONTENT_TYPE, media)], body.to_string()).into_response()
+/// A served @context or its details: plain JSON, as the ETSI suite expects for both.
+fn context_json(body: &Value) -> axum::response::Response {
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// `POST /jsonldContexts`

@@ -69,21 +69,10 @@ pub async fn create(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let entity = parse::entity(body, &rc.ctx, Mode::Entity)?;
-    check_expiry(&entity)?;
     let id = entity.id.clone();
     write_one(&state, &ngsi.tenant, WriteOp::Create(entity)).await?;
     state.tenant_seen(&ngsi.tenant);
     Ok(response::created(&format!("/ngsi-ld/v1/entities/{id}")))
-}
-
-/// Transient entities (§4.20): `expiresAt` must lie in the future.
-pub fn check_expiry(entity: &Entity) -> Result<()> {
-    match &entity.expires_at {
-        Some(at) if *at <= hanbat_model::Timestamp::now() => {
-            Err(NgsiError::bad_data(format!("expiresAt {at} is not in the future")))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// `GET /entities/{id}`
@@ -234,6 +223,19 @@ fn path_attr(attr: &str, ctx: &Context) -> Result<String> {
     if attr == "scope" {
         return Ok(SCOPE_IRI.to_string());
     }
+    attr_name(attr, ctx)
+}
+
+/// The attribute of a partial update or replacement: `scope` is no attribute there (§4.18 only
+/// lets it be appended, updated whole, merged or deleted).
+fn writable_attr(attr: &str, ctx: &Context) -> Result<String> {
+    if attr == "scope" {
+        return Err(NgsiError::bad_data("scope cannot be partially updated or replaced as an attribute"));
+    }
+    attr_name(attr, ctx)
+}
+
+fn attr_name(attr: &str, ctx: &Context) -> Result<String> {
     parse::validate_name(attr).or_else(|e| if parse::is_uri(attr) { Ok(()) } else { Err(e) })?;
     Ok(ctx.expand(attr))
 }
@@ -247,7 +249,7 @@ pub async fn patch_attr(
     ngsi.params.allow(&["local", "type"])?;
     let id = path_id(&id)?;
     let (rc, body) = ngsi.object_body(&state).await?;
-    let name = path_attr(&attr, &rc.ctx)?;
+    let name = writable_attr(&attr, &rc.ctx)?;
     let patch = parse::attribute_patch(&attr, body, &rc.ctx)?;
     let op = WriteOp::PatchAttr { id, name, fragment: patch.attr, kind: patch.kind, delete: patch.delete };
     let op = type_gated(&ngsi, &rc.ctx, op)?;
@@ -265,7 +267,7 @@ pub async fn replace_attr(
     ngsi.params.allow(&["local", "type"])?;
     let id = path_id(&id)?;
     let (rc, body) = ngsi.object_body(&state).await?;
-    let name = path_attr(&attr, &rc.ctx)?;
+    let name = writable_attr(&attr, &rc.ctx)?;
     let mut instances = parse::attribute(&attr, Value::Object(body), &rc.ctx, Mode::Entity)?;
     if instances.len() != 1 {
         return Err(NgsiError::bad_data(format!("the body must be one instance of attribute '{attr}'")).into());
@@ -322,7 +324,7 @@ pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     if ngsi.params.has("keep") && ngsi.params.has("drop") {
         return Err(NgsiError::bad_data("keep and drop cannot be used together").into());
     }
-    for param in ["keep", "drop", "q"] {
+    for param in ["keep", "drop", "attrs", "q"] {
         if ngsi.params.get(param).is_some_and(|v| v.contains('{')) {
             return Err(NgsiError::bad_data(format!("{param} cannot address linked entities in a purge")).into());
         }

@@ -11,8 +11,9 @@ pub struct Params {
 }
 
 impl Params {
-    /// Splits a raw query string. Only percent-escapes are decoded: `+` stays `+`, because the
-    /// NGSI-LD query languages use it (`scopeQ=/a/+`).
+    /// Splits a raw query string. `+` is a space (form encoding, what HTTP clients send for
+    /// `name=="Eiffel Tower"` or `[13.4, 52.5]`), except in `scopeQ`, where it is the
+    /// single-level wildcard (`scopeQ=/a/+`).
     pub fn parse(raw: &str) -> Result<Self> {
         let mut pairs = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
@@ -23,7 +24,9 @@ impl Params {
                     .map(|c| c.into_owned())
                     .map_err(|_| NgsiError::invalid_request(format!("query parameter '{s}' is not UTF-8 once decoded")))
             };
-            pairs.push((decode(k)?, decode(v)?));
+            let key = decode(k)?;
+            let value = if key == "scopeQ" { decode(v)? } else { decode(&v.replace('+', " "))? };
+            pairs.push((key, value));
         }
         Ok(Self { pairs })
     }
@@ -179,9 +182,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_percent_but_keeps_plus() {
-        let p = Params::parse("scopeQ=/a/+&q=name%3D%3D%22x%22&attrs=a,b&attrs=c").unwrap();
+    fn decodes_percent_and_plus_except_in_scope_queries() {
+        let p = Params::parse("scopeQ=/a/+&q=name%3D%3D%22x+y%22&attrs=a,b&attrs=c").unwrap();
         assert_eq!(p.get("scopeQ"), Some("/a/+"));
+        assert_eq!(p.get("q"), Some("name==\"x y\""));
+        let p = Params::parse("q=name%3D%3D%22x%22&attrs=a,b&attrs=c").unwrap();
         assert_eq!(p.get("q"), Some("name==\"x\""));
         assert_eq!(p.list("attrs"), vec!["a", "b", "c"]);
         assert!(p.allow(&["scopeQ", "q"]).is_err());

@@ -99,10 +99,22 @@ pub fn query_from_params(params: &Params, ctx: &Context) -> Result<(EntityQuery,
         selector.id_pattern = Some(compile_id_pattern(p)?);
     }
     if let Some(t) = params.get("type") {
+        if t == "*" && params.get("local") == Some("false") {
+            // §4.17: the type wildcard queries local data only; local=false contradicts it.
+            return Err(NgsiError::bad_data("type=* selects local entities only: local=false contradicts it"));
+        }
         selector.types = Some(TypeQuery::parse(t, ctx)?);
+    }
+    if let Some(csf) = params.get("csf") {
+        // The context source filter has the grammar of q (§4.9); checked here, applied by
+        // distributed operations.
+        Query::parse(csf, ctx).map_err(|e| NgsiError::bad_data(format!("csf: {}", e.detail)))?;
     }
     let options = params.get("expandValues").map(QueryOptions::with_expand_values).unwrap_or_default();
     let q = params.get("q").map(|q| Query::parse_with(q, ctx, &options)).transpose()?;
+    if let Some(q) = &q {
+        check_link_depth(q, params)?;
+    }
     let geo = GeoQuery::from_params(
         params.get("georel"),
         params.get("geometry"),
@@ -112,14 +124,32 @@ pub fn query_from_params(params: &Params, ctx: &Context) -> Result<(EntityQuery,
     )?;
     let scope = params.get("scopeQ").map(ScopeQuery::parse).transpose()?;
     let with_any_attr = attrs_filter(&params.list("attrs"), ctx)?;
+    // A q over system members only (createdAt, modifiedAt) holds for every entity's kind.
     let narrowed = selector.types.is_some()
-        || q.is_some()
+        || q.as_ref().is_some_and(|q| !q.attributes().is_empty())
         || geo.is_some()
         || scope.is_some()
         || !with_any_attr.is_empty()
         || params.flag("local")?;
     let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
     Ok((EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() }, narrowed))
+}
+
+/// A q on linked entities (`rel{attr}`, §4.5.23) needs `join`, and reaches no deeper than
+/// `joinLevel` (default 1).
+fn check_link_depth(q: &Query, params: &Params) -> Result<()> {
+    let depth = q.link_depth();
+    if depth == 0 {
+        return Ok(());
+    }
+    if !params.get("join").is_some_and(|j| j == "inline" || j == "flat") {
+        return Err(NgsiError::bad_data("a q on linked entities ({…}) needs join=inline or join=flat"));
+    }
+    let level = params.get("joinLevel").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1);
+    if depth > level {
+        return Err(NgsiError::bad_data(format!("q reaches {depth} linked entities deep, beyond joinLevel={level}")));
+    }
+    Ok(())
 }
 
 /// `geometryProperty` only shapes GeoJSON (§6.3.15): with another representation it is an error.

@@ -279,7 +279,12 @@ impl View {
         geometry: &str,
         linked: &Linked,
     ) -> Value {
-        let mut items: Vec<Value> = entities.iter().map(|e| self.render(e, ctx, accept, geometry, linked)).collect();
+        // An entity that pick/omit leave empty is not part of the answer.
+        let mut items: Vec<Value> = entities
+            .iter()
+            .map(|e| self.render(e, ctx, accept, geometry, linked))
+            .filter(|v| v.as_object().is_none_or(|o| !o.is_empty()))
+            .collect();
         if accept == Accept::GeoJson {
             let mut fc = Map::new();
             fc.insert("type".into(), Value::String("FeatureCollection".into()));

@@ -240,7 +240,7 @@ impl Ngsi {
     pub async fn object_body(&self, state: &AppState) -> Result<(RequestContext, serde_json::Map<String, Value>)> {
         let body_type = self.body_type()?;
         let Value::Object(mut object) = self.json()? else {
-            return Err(NgsiError::bad_data("the body must be a JSON object"));
+            return Err(NgsiError::invalid_request("the body must be a JSON object"));
         };
         let rc = self.body_context(state, body_type, object.remove("@context")).await?;
         Ok((rc, object))

@@ -89,23 +89,10 @@ const OUTPUT_ONLY_MEMBERS: [&str; 7] = [
 const ENTITY_MEMBERS: [&str; 9] =
     ["id", "@id", "type", "@type", "scope", "createdAt", "modifiedAt", "deletedAt", "expiresAt"];
 
-/// Core terms that are non-reified members of attributes (§4.5.1: not usable as attribute names).
-const NON_REIFIED_TERMS: [&str; 14] = [
-    "datasetId",
-    "instanceId",
-    "observedAt",
-    "unitCode",
-    "value",
-    "object",
-    "objectType",
-    "languageMap",
-    "vocab",
-    "valueList",
-    "objectList",
-    "json",
-    "valueType",
-    "lang",
-];
+/// Core terms that are non-reified Properties of attributes (§4.5.1: not usable as attribute
+/// names). The value members (`value`, `vocab`, …) are not among them: the ETSI suite names
+/// attributes `vocab`, and nothing is ambiguous about such a name at the entity level.
+const NON_REIFIED_TERMS: [&str; 6] = ["datasetId", "instanceId", "observedAt", "unitCode", "objectType", "valueType"];
 
 /// The only Property that may carry the sealing members (§4.5.2.2 of V1.9).
 const PROOF_PROPERTY: &str = "ngsildproof";
