@@ -307,7 +307,7 @@ async fn run_query(
     let page = state.broker.store.history(&ngsi.tenant, &hq).await?;
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
     let body = Value::Array(page.entities.iter().map(|te| render_entity(te, &rc.ctx, &view, lang.clone())).collect());
-    let mut response = response::body(&rc, accept, StatusCode::OK, body);
+    let mut response = response::body(&rc, accept, StatusCode::OK, body, false);
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
@@ -329,7 +329,7 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
             NgsiError::bad_data("a temporal query needs type, attrs, q, a geo-query, scopeQ or local=true").into()
         );
     }
-    let mut select = query::query_from_params(p, &rc.ctx)?;
+    let (mut select, _) = query::query_from_params(p, &rc.ctx)?;
     let (limit, offset) = page(&state, p)?;
     (select.limit, select.offset, select.count) = (limit, offset, p.flag("count")?);
     let (hq, view) = history_query(&state, p, &rc.ctx, select)?;
@@ -414,7 +414,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         return Err(NgsiError::not_found(format!("entity '{id}' has no history of the attributes asked for")).into());
     }
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
-    let mut response = response::body(&rc, accept, StatusCode::OK, render_entity(te, &rc.ctx, &view, lang));
+    let mut response = response::body(&rc, accept, StatusCode::OK, render_entity(te, &rc.ctx, &view, lang), false);
     mark_partial(&mut response, &page.entities, &hq.time);
     Ok(response)
 }

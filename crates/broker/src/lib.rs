@@ -7,7 +7,7 @@
 //! Listeners must not block: each one queues the change for its own worker.
 
 use hanbat_context::Contexts;
-use hanbat_model::{Entity, Result};
+use hanbat_model::{Entity, Result, Timestamp};
 use hanbat_store::{Applied, Change, EntityQuery, Page, Store, WriteOp};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -70,11 +70,33 @@ impl Broker {
         }
     }
 
+    /// An entity as it stands now: transient data past its `expiresAt` is gone from that
+    /// instant (§4.22), even before the expiry sweep has removed it from the store.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
-        self.store.get(tenant, id).await
+        let now = Timestamp::now();
+        Ok(self.store.get(tenant, id).await?.and_then(|e| unexpired(e, &now)))
     }
 
     pub async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
-        self.store.query(tenant, query).await
+        let mut page = self.store.query(tenant, query).await?;
+        let now = Timestamp::now();
+        page.entities = page.entities.into_iter().filter_map(|e| unexpired(e, &now)).collect();
+        Ok(page)
     }
+
+    /// Removes the transient data due now and publishes the changes; returns how many entities
+    /// changed. Called periodically by the server.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let changes = self.store.expire(&Timestamp::now()).await?;
+        self.publish(changes.iter());
+        Ok(changes.len())
+    }
+}
+
+fn unexpired(mut entity: Entity, now: &Timestamp) -> Option<Entity> {
+    if entity.is_expired(now) {
+        return None;
+    }
+    entity.drop_expired_attrs(now);
+    Some(entity)
 }

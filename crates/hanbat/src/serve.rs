@@ -98,12 +98,30 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         temporal_page: args.temporal_page_size.max(1),
     };
     let broker = Arc::new(Broker::new(store, contexts, limits));
+    spawn_expiry_sweep(broker.clone());
     let app = hanbat_api::app(AppState::new(broker, args.max_body));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
     Ok(Running { addr, server })
+}
+
+/// How often transient data past its `expiresAt` is removed from the store (reads hide it from
+/// the instant it expires; the sweep reclaims the space and notifies the deletion).
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn spawn_expiry_sweep(broker: Arc<Broker>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = broker.expire_due().await {
+                tracing::warn!(detail = %e.detail, "expiry sweep failed");
+            }
+        }
+    });
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {

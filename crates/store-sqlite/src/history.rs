@@ -147,7 +147,7 @@ pub(crate) fn record_change(tx: &Transaction, ids: &mut Ids, tenant: i64, change
     let mut items = Vec::with_capacity(change.attrs.len() + 1);
     if let Some(scope) = scope_change(change) {
         items.push(LogItem {
-            attr: ids.name(tx, hanbat_store::ops::SCOPE)?,
+            attr: ids.name(tx, hanbat_store::ops::SCOPE_IRI)?,
             dataset: String::new(),
             unit: None,
             sample: scope,

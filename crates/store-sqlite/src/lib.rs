@@ -16,7 +16,7 @@ mod writer;
 use async_trait::async_trait;
 use hanbat_model::{Entity, NgsiError, Result, Timestamp};
 use hanbat_store::{
-    Applied, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, Store,
+    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, Store,
     TypeAttrCount, WriteOp,
 };
 use parking_lot::Mutex;
@@ -247,6 +247,11 @@ impl Store for SqliteStore {
                 None => Ok(None),
             }
         })
+    }
+
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>> {
+        let at = now.clone();
+        self.submit(|reply| Job::Expire { at, reply }).await
     }
 
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {

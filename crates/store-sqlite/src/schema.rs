@@ -53,6 +53,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(sid, first_rec)
     ) WITHOUT ROWID;
     ",
+    // 3: transient data (§4.22): the earliest expiresAt of an entity or its attributes, so the
+    // expiry sweep finds due entities by index instead of scanning.
+    "
+    ALTER TABLE entities ADD COLUMN expires INTEGER;
+    CREATE INDEX entities_by_expiry ON entities(expires) WHERE expires IS NOT NULL;
+    ",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

@@ -7,7 +7,7 @@
 
 use crate::{codec, history};
 use hanbat_model::{NgsiError, Result, Timestamp};
-use hanbat_store::{Applied, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
+use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,11 @@ pub(crate) enum Job {
         id: String,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// Expire what is due at `at` (§4.22).
+    Expire {
+        at: Timestamp,
+        reply: oneshot::Sender<Result<Vec<Change>>>,
+    },
     History {
         tenant: String,
         op: Box<HistoryOp>,
@@ -61,6 +66,7 @@ enum Done {
     Write(oneshot::Sender<Result<Vec<Result<Applied>>>>, Vec<Result<Applied>>),
     PutDoc(oneshot::Sender<Result<()>>),
     DeleteDoc(oneshot::Sender<Result<bool>>, bool),
+    Expire(oneshot::Sender<Result<Vec<Change>>>, Vec<Change>),
     History(oneshot::Sender<Result<HistoryOutcome>>, Result<HistoryOutcome>),
     Maintained,
 }
@@ -72,6 +78,7 @@ impl Done {
             Done::Write(reply, results) => drop(reply.send(Ok(results))),
             Done::PutDoc(reply) => drop(reply.send(Ok(()))),
             Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
+            Done::Expire(reply, changes) => drop(reply.send(Ok(changes))),
             Done::History(reply, outcome) => drop(reply.send(outcome)),
             Done::Maintained => {}
         }
@@ -82,6 +89,7 @@ impl Done {
             Done::Write(reply, _) => drop(reply.send(Err(err))),
             Done::PutDoc(reply) => drop(reply.send(Err(err))),
             Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
+            Done::Expire(reply, _) => drop(reply.send(Err(err))),
             Done::History(reply, _) => drop(reply.send(Err(err))),
             Done::Maintained => {}
         }
@@ -181,6 +189,7 @@ fn fail_job(job: Job, err: NgsiError) {
         Job::Write { reply, .. } => drop(reply.send(Err(err))),
         Job::PutDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
+        Job::Expire { reply, .. } => drop(reply.send(Err(err))),
         Job::History { reply, .. } => drop(reply.send(Err(err))),
         Job::Maintain { .. } => {}
     }
@@ -210,6 +219,10 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
                 Err(e) => Err((Done::PutDoc(reply), e)),
             }
         }
+        Job::Expire { at, reply } => match expire_due(tx, ids, counts, &at) {
+            Ok(changes) => Ok(Done::Expire(reply, changes)),
+            Err(e) => Err((Done::Expire(reply, Vec::new()), e)),
+        },
         Job::History { tenant, op, reply } => {
             match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op)) {
                 Ok(outcome) => Ok(Done::History(reply, outcome)),
@@ -240,6 +253,32 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             }
         }
     }
+}
+
+/// Applies [`WriteOp::Expire`] to every entity with something due at `at`; the op itself
+/// decides (with the commit's time) what goes.
+fn expire_due(
+    tx: &Transaction,
+    ids: &mut Ids,
+    counts: &mut CountDeltas,
+    at: &Timestamp,
+) -> rusqlite::Result<Vec<Change>> {
+    let due: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT t.name, e.id FROM entities e JOIN tenants t ON t.id = e.tenant
+             WHERE e.expires IS NOT NULL AND e.expires <= ?1 ORDER BY e.expires",
+        )?
+        .query_map([at.micros()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changes = Vec::new();
+    for (tenant, id) in due {
+        if let Ok(applied) = write_one(tx, ids, counts, &tenant, WriteOp::Expire { id }, at)?
+            && let Some(change) = applied.change
+        {
+            changes.push(change);
+        }
+    }
+    Ok(changes)
 }
 
 /// Applies one op inside the transaction. The outer error is a storage failure (rolls back the
@@ -279,8 +318,8 @@ fn write_one(
                 Ok(d) => d,
                 Err(e) => return Ok(Err(e)),
             };
-            tx.prepare_cached("INSERT INTO entities(tenant, id, doc) VALUES (?1, ?2, ?3)")?
-                .execute(params![tenant_id, next.id, doc])?;
+            tx.prepare_cached("INSERT INTO entities(tenant, id, doc, expires) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![tenant_id, next.id, doc, next.next_expiry().map(Timestamp::micros)])?;
             let rid = tx.last_insert_rowid();
             for t in &next.types {
                 let type_id = ids.name(tx, t)?;
@@ -294,7 +333,11 @@ fn write_one(
                 Ok(d) => d,
                 Err(e) => return Ok(Err(e)),
             };
-            tx.prepare_cached("UPDATE entities SET doc = ?1 WHERE rid = ?2")?.execute(params![doc, rid])?;
+            tx.prepare_cached("UPDATE entities SET doc = ?1, expires = ?2 WHERE rid = ?3")?.execute(params![
+                doc,
+                next.next_expiry().map(Timestamp::micros),
+                rid
+            ])?;
             let before_types = change.previous.as_ref().map(|p| p.types.as_slice()).unwrap_or_default();
             if before_types != next.types.as_slice() {
                 tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?

@@ -85,6 +85,7 @@ pub enum HistoryOp {
         id: String,
         attr: String,
         instance_id: String,
+        /// Boxed: an attribute is far larger than the other variants.
         fragment: Box<Attribute>,
     },
     DeleteInstance {

@@ -23,7 +23,7 @@ pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, Histor
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
-use hanbat_model::{Entity, Result};
+use hanbat_model::{Entity, Result, Timestamp};
 use hanbat_query::{GeoQuery, Pattern, Query, ScopeQuery, TypeQuery};
 use serde_json::Value;
 
@@ -168,6 +168,11 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, tenant: &str, ops: Vec<WriteOp>) -> Result<Vec<Result<Applied>>>;
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>>;
+
+    /// Transient data (§4.22 of V1.9): applies [`WriteOp::Expire`] to every entity, in every
+    /// tenant, that holds something (itself or an attribute instance) expiring at or before
+    /// `now`, in one durable transaction; returns the changes, in commit order.
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>>;
 
     /// Entities matching the query, one page of them in creation order.
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page>;
