@@ -13,6 +13,7 @@ pub mod query;
 pub mod render;
 pub mod request;
 pub mod response;
+pub mod subscriptions;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -32,6 +33,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Largest accepted request body, in bytes (larger: 413).
     pub max_body: usize,
+    /// The subscription service; without it `/subscriptions` answers OperationNotSupported.
+    pub notifier: Option<Arc<hanbat_notify::Notifier>>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
 }
@@ -42,7 +45,13 @@ pub fn nonexistent_tenant(tenant: &str) -> NgsiError {
 
 impl AppState {
     pub fn new(broker: Arc<Broker>, max_body: usize) -> Self {
-        Self { broker, max_body, known_tenants: Arc::default() }
+        Self { broker, max_body, notifier: None, known_tenants: Arc::default() }
+    }
+
+    /// Serves `/subscriptions` with `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<hanbat_notify::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
@@ -101,6 +110,11 @@ pub fn router(state: AppState) -> Router {
         .route("/types/{type}", get(discovery::type_info))
         .route("/attributes", get(discovery::attributes))
         .route("/attributes/{attr}", get(discovery::attribute))
+        .route("/subscriptions", get(subscriptions::query).post(subscriptions::create))
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
         .method_not_allowed_fallback(method_not_allowed)
