@@ -16,6 +16,7 @@ pub mod render;
 pub mod request;
 pub mod response;
 pub mod temporal;
+pub mod subscriptions;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -35,6 +36,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Largest accepted request body, in bytes (larger: 413).
     pub max_body: usize,
+    /// The subscription service; without it `/subscriptions` answers OperationNotSupported.
+    pub notifier: Option<Arc<hanbat_notify::Notifier>>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
     /// Identifies this broker process (context source identity, §5.15).
@@ -51,10 +54,17 @@ impl AppState {
         Self {
             broker,
             max_body,
+            notifier: None,
             known_tenants: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string().into(),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// Serves `/subscriptions` with `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<hanbat_notify::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
@@ -130,6 +140,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
         )
         .route("/temporal/entityOperations/query", post(temporal::query_post))
+        .route("/subscriptions", get(subscriptions::query).post(subscriptions::create))
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
         .method_not_allowed_fallback(method_not_allowed)

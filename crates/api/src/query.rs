@@ -380,7 +380,7 @@ async fn run(
     Ok(response)
 }
 
-/// `prev`/`next` Link headers (§5.5.9): `next` when the page is full and more may follow.
+/// `prev`/`next` Link headers (§5.5.9) of entity queries.
 pub fn add_page_links(
     response: &mut Response,
     path: &str,
@@ -390,23 +390,39 @@ pub fn add_page_links(
     offset: usize,
     total: Option<u64>,
 ) {
+    add_page_links_at(response, path, Accept::Json, ngsi, returned, limit, offset, total);
+}
+
+/// `prev`/`next` Link headers of a paged collection at `path`, typed with the media type of the
+/// response: `next` when more may follow (the page is full, or `total` says so).
+#[allow(clippy::too_many_arguments)]
+pub fn add_page_links_at(
+    response: &mut Response,
+    path: &str,
+    accept: Accept,
+    ngsi: &Ngsi,
+    returned: usize,
+    limit: usize,
+    offset: usize,
+    total: Option<u64>,
+) {
     if limit == 0 {
         return;
     }
+    let media = accept.media_type();
     let more = match total {
         Some(t) => (offset + returned) < t as usize,
         None => returned == limit,
     };
     if offset > 0 {
         let prev = offset.saturating_sub(limit);
-        let link = format!(r#"<{path}?{}>; rel="prev";type="application/json""#, ngsi.params.with_page(limit, prev));
+        let link = format!(r#"<{path}?{}>; rel="prev";type="{media}""#, ngsi.params.with_page(limit, prev));
         if let Ok(v) = HeaderValue::from_str(&link) {
             response.headers_mut().append(http::header::LINK, v);
         }
     }
     if more {
-        let link =
-            format!(r#"<{path}?{}>; rel="next";type="application/json""#, ngsi.params.with_page(limit, offset + limit));
+        let link = format!(r#"<{path}?{}>; rel="next";type="{media}""#, ngsi.params.with_page(limit, offset + limit));
         if let Ok(v) = HeaderValue::from_str(&link) {
             response.headers_mut().append(http::header::LINK, v);
         }

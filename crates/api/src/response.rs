@@ -32,8 +32,7 @@ impl IntoResponse for ApiError {
 }
 
 pub fn link_header(url: &str) -> HeaderValue {
-    let text = format!(r#"<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json""#);
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&hanbat_context::link_header(url)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// A JSON response in the negotiated media type (§6.3.6). JSON-LD carries the request's

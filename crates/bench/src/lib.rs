@@ -6,6 +6,7 @@
 //! across runs rather than absolute numbers.
 
 mod load;
+mod notify;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -23,8 +24,10 @@ const ALL: &[&str] = &["bare", "create", "batch_upsert", "get_by_id", "patch_att
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Scenarios to run (repeatable): bare, create, batch_upsert, get_by_id, patch_attr, scale.
-    /// Default: all but scale.
+    /// Scenarios to run (repeatable): bare, create, batch_upsert, get_by_id, patch_attr, scale,
+    /// and the notification scenarios notify_entities, notify_type, notify_write_overhead,
+    /// notify_throughput, notify_dead_receiver (each on a broker of its own). Default: all but
+    /// scale and the notification scenarios.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// How long each scenario drives load.
@@ -198,7 +201,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
     let scenarios: Vec<String> =
         if args.scenarios.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
     for s in &scenarios {
-        if !ALL.contains(&s.as_str()) && s != "scale" {
+        if !ALL.contains(&s.as_str()) && s != "scale" && !notify::SCENARIOS.contains(&s.as_str()) {
             bail!("unknown scenario '{s}'");
         }
     }
@@ -275,6 +278,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 }
             }
             "scale" => scale(&exe, &args).await?,
+            s if notify::SCENARIOS.contains(&s) => notify::run(s, &exe, &args).await?,
             _ => {}
         }
     }

@@ -437,7 +437,8 @@ fn check_shape(value: &Value) -> Result<()> {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its chain of causes on one line (reqwest hides the useful part in the sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -446,6 +447,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The `Link` header value that refers to the @context at `url` (§6.3.5), as responses and
+/// notifications send it.
+pub fn link_header(url: &str) -> String {
+    format!(r#"<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json""#)
 }
 
 /// Extracts the @context URL of a `Link` header value (`<url>; rel="http://www.w3.org/ns/json-ld#context"`).

@@ -5,6 +5,7 @@ use clap::Args;
 use hanbat_api::AppState;
 use hanbat_broker::{Broker, Limits};
 use hanbat_context::Contexts;
+use hanbat_notify::{self as notify, Notifier};
 use hanbat_store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,10 +61,11 @@ impl ServeArgs {
     }
 }
 
-/// A running broker: its address and the task serving it.
+/// A running broker: its address, the task serving it and the subscription service.
 pub struct Running {
     pub addr: SocketAddr,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub notifier: Arc<Notifier>,
 }
 
 /// Builds the broker and starts serving; returns once it listens.
@@ -97,14 +99,20 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         max_page: args.max_page_size,
         temporal_page: args.temporal_page_size.max(1),
     };
-    let broker = Arc::new(Broker::new(store, contexts, limits));
+    let broker = Arc::new(Broker::new(store.clone(), contexts.clone(), limits));
     spawn_expiry_sweep(broker.clone());
-    let app = hanbat_api::app(AppState::new(broker, args.max_body));
+    // Subscriptions are loaded before the first request can write, so no change is missed.
+    let notifier = Notifier::start(store, contexts, notify::Config::default())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))
+        .context("loading the subscriptions")?;
+    broker.on_change(notifier.listener());
+    let app = hanbat_api::app(AppState::new(broker, args.max_body).with_notifier(notifier.clone()));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
-    Ok(Running { addr, server })
+    Ok(Running { addr, server, notifier })
 }
 
 /// How often transient data past its `expiresAt` is removed from the store (reads hide it from
@@ -126,9 +134,38 @@ fn spawn_expiry_sweep(broker: Arc<Broker>) {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let running = start(args).await?;
-    tokio::select! {
-        r = running.server => r??,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    let notifier = running.notifier.clone();
+    let result = tokio::select! {
+        r = running.server => r.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from)),
+        _ = shutdown_signal() => {
+            tracing::info!("stopping");
+            Ok(())
+        }
+    };
+    // Delivery stops and the subscriptions' status counters are written back.
+    notifier.shutdown().await;
+    result
+}
+
+/// Ctrl-C or SIGTERM (how service managers and the conformance harness stop the broker).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
-    Ok(())
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -8,12 +8,14 @@
 use hanbat::serve::{ServeArgs, start};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+use std::sync::Arc;
 
 pub struct TestBroker {
     pub origin: String,
     pub http: reqwest::Client,
+    pub notifier: Arc<hanbat_notify::Notifier>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _data: tempfile::TempDir,
+    data: Arc<tempfile::TempDir>,
 }
 
 impl Drop for TestBroker {
@@ -26,16 +28,28 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 
 impl TestBroker {
     pub async fn embedded() -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+    }
+
+    async fn start_on(data: Arc<tempfile::TempDir>) -> Self {
         let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
         args.max_body = 1 << 20;
         let running = start(args).await.expect("broker starts");
         Self {
             origin: format!("http://{}", running.addr),
             http: reqwest::Client::new(),
+            notifier: running.notifier,
             server: running.server,
-            _data: data,
+            data,
         }
+    }
+
+    /// Stops this broker as `hanbat serve` stops on SIGTERM and starts a new one on the same
+    /// data folder (another port).
+    pub async fn restart(&self) -> Self {
+        self.server.abort();
+        self.notifier.shutdown().await;
+        Self::start_on(self.data.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {

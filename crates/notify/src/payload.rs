@@ -1,0 +1,218 @@
+//! Notification payloads (§5.3.1): `{id, type: "Notification", subscriptionId, notifiedAt, data}`,
+//! each entity of `data` in the subscription's format, reduced to its `attributes` /
+//! `pick` / `omit` / `datasetId`, with `showChanges` previous values (§4.5.18) and deleted
+//! attributes rendered with the NGSI-LD Null of their kind.
+
+use crate::registry::Spec;
+use crate::subscription::{CORE_MEMBERS, Trigger};
+use hanbat_model::render::{self, Format, Options};
+use hanbat_model::{AttrValue, Attribute, Context, Entity, Timestamp};
+use hanbat_store::{AttrChangeKind, Change, ChangeKind};
+use serde_json::{Map, Value, json};
+
+const NULL: &str = "urn:ngsi-ld:null";
+
+/// Whether an attribute instance passes the subscription's attribute and datasetId selection.
+fn keeps(spec: &Spec, name: &str, dataset_id: Option<&str>) -> bool {
+    let n = &spec.sub.notification;
+    let listed = |list: &Option<Vec<String>>| list.as_ref().is_none_or(|l| l.iter().any(|a| a == name));
+    let omitted = n.omit.as_ref().is_some_and(|l| l.iter().any(|a| a == name));
+    let picked = match &n.pick {
+        // Picking only core members keeps no attribute.
+        Some(pick) => pick.iter().any(|a| a == name),
+        None => true,
+    };
+    let dataset = spec.sub.dataset_id.as_ref().is_none_or(|ids| match dataset_id {
+        Some(d) => ids.iter().any(|i| i == d),
+        None => ids.iter().any(|i| i == "@none"),
+    });
+    listed(&n.attributes) && picked && !omitted && dataset
+}
+
+/// The entity reduced to the selected attributes and instances.
+fn project(spec: &Spec, entity: &Entity) -> Entity {
+    let mut e = entity.clone();
+    e.attrs.retain(|name, instances| {
+        instances.retain(|a| keeps(spec, name, a.dataset_id.as_deref()));
+        !instances.is_empty()
+    });
+    e
+}
+
+/// `pick` / `omit` of core members (`id`, `type`, …) on the rendered entity.
+fn trim_core(spec: &Spec, out: &mut Map<String, Value>) {
+    let n = &spec.sub.notification;
+    if let Some(pick) = &n.pick {
+        for member in CORE_MEMBERS {
+            if !pick.iter().any(|p| p == member) {
+                out.remove(member);
+            }
+        }
+    }
+    if let Some(omit) = &n.omit {
+        for member in omit.iter().filter(|m| CORE_MEMBERS.contains(&m.as_str())) {
+            out.remove(member.as_str());
+        }
+    }
+}
+
+/// A deleted attribute instance: its kind's member set to the NGSI-LD Null, the previous value
+/// with `showChanges`, `deletedAt` with `sysAttrs`.
+fn deleted_instance(prev: &Attribute, at: &Timestamp, ctx: &Context, opts: &Options, show_changes: bool) -> Value {
+    if opts.format == Format::KeyValues {
+        return json!(NULL);
+    }
+    let mut shell = Attribute::new(prev.value.clone());
+    shell.dataset_id = prev.dataset_id.clone();
+    shell.created_at = prev.created_at.clone();
+    shell.modified_at = prev.modified_at.clone();
+    if show_changes {
+        shell.previous = Some(Box::new(prev.value.clone()));
+    }
+    // Concise rendering would fold a lone value into a bare one: render normalized, then drop
+    // the type for concise.
+    let normalized = Options { format: Format::Normalized, ..opts.clone() };
+    let Value::Object(mut out) = render::attribute(&shell, ctx, &normalized) else {
+        return json!(NULL);
+    };
+    let (member, null) = match &prev.value {
+        AttrValue::Relationship { .. } => ("object", json!(NULL)),
+        AttrValue::LanguageProperty(_) => ("languageMap", json!({"@none": NULL})),
+        AttrValue::VocabProperty(_) => ("vocab", json!(NULL)),
+        AttrValue::ListProperty(_) => ("valueList", json!([NULL])),
+        AttrValue::ListRelationship(_) => ("objectList", json!([NULL])),
+        AttrValue::JsonProperty(_) => ("json", json!(NULL)),
+        AttrValue::Property(_) | AttrValue::GeoProperty(_) | AttrValue::Null => ("value", json!(NULL)),
+    };
+    out.remove("objectType");
+    out.insert(member.into(), null);
+    if opts.sys_attrs {
+        out.insert("deletedAt".into(), json!(at.to_text()));
+    }
+    if opts.format == Format::Concise {
+        out.remove("type");
+    }
+    Value::Object(out)
+}
+
+/// Appends `value` as one more instance of attribute `key` in `out`.
+fn push_instance(out: &mut Map<String, Value>, key: String, value: Value) {
+    match out.get_mut(&key) {
+        None => {
+            out.insert(key, value);
+        }
+        Some(Value::Array(items)) => items.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+    }
+}
+
+/// One entity of `data` for a change that fired `trigger`.
+pub fn change_entity(spec: &Spec, change: &Change, trigger: Trigger, ctx: &Context) -> Map<String, Value> {
+    let opts = spec.sub.render_options();
+    let show_changes = spec.sub.notification.show_changes();
+    if change.kind == ChangeKind::Deleted {
+        return deleted_entity(spec, change, trigger, ctx, &opts, show_changes);
+    }
+    let mut entity = project(spec, &change.entity);
+    if show_changes && let Some(previous) = &change.previous {
+        for a in change.attrs.iter().filter(|a| a.kind == AttrChangeKind::Updated) {
+            let before = previous.instance(&a.name, a.dataset_id.as_deref());
+            let after = entity
+                .attrs
+                .get_mut(&a.name)
+                .and_then(|is| is.iter_mut().find(|i| i.dataset_id.as_deref() == a.dataset_id.as_deref()));
+            if let (Some(before), Some(after)) = (before, after) {
+                after.previous = Some(Box::new(before.value.clone()));
+            }
+        }
+    }
+    let mut out = render::entity(&entity, ctx, &opts);
+    if let Some(previous) = &change.previous {
+        for a in change.attrs.iter().filter(|a| a.kind == AttrChangeKind::Deleted) {
+            if !keeps(spec, &a.name, a.dataset_id.as_deref()) {
+                continue;
+            }
+            if let Some(prev) = previous.instance(&a.name, a.dataset_id.as_deref()) {
+                push_instance(
+                    &mut out,
+                    ctx.compact(&a.name),
+                    deleted_instance(prev, &change.at, ctx, &opts, show_changes),
+                );
+            }
+        }
+    }
+    trim_core(spec, &mut out);
+    out
+}
+
+/// A deleted entity: `id`, `type`, `deletedAt` (and system times with `sysAttrs`); its
+/// attributes as deleted instances when the subscription asked for attribute deletions or for
+/// the changes.
+fn deleted_entity(
+    spec: &Spec,
+    change: &Change,
+    trigger: Trigger,
+    ctx: &Context,
+    opts: &Options,
+    show_changes: bool,
+) -> Map<String, Value> {
+    let last = &change.entity;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(last.id));
+    out.insert("type".into(), render::types(&last.types, ctx));
+    if opts.sys_attrs {
+        if let Some(c) = &last.created_at {
+            out.insert("createdAt".into(), json!(c.to_text()));
+        }
+        if let Some(m) = &last.modified_at {
+            out.insert("modifiedAt".into(), json!(m.to_text()));
+        }
+    }
+    out.insert("deletedAt".into(), json!(change.at.to_text()));
+    if trigger == Trigger::AttributeDeleted || show_changes {
+        for (name, instances) in &last.attrs {
+            for prev in instances.iter().filter(|a| keeps(spec, name, a.dataset_id.as_deref())) {
+                push_instance(&mut out, ctx.compact(name), deleted_instance(prev, &change.at, ctx, opts, show_changes));
+            }
+        }
+    }
+    trim_core(spec, &mut out);
+    out
+}
+
+/// One entity of a periodic notification: its current state.
+pub fn snapshot_entity(spec: &Spec, entity: &Entity, ctx: &Context) -> Map<String, Value> {
+    let mut out = render::entity(&project(spec, entity), ctx, &spec.sub.render_options());
+    trim_core(spec, &mut out);
+    out
+}
+
+/// The notification body. With JSON-LD, the @context goes into the notification and into each
+/// entity of `data` (receivers process the entities on their own).
+pub fn notification(spec: &Spec, data: Vec<Map<String, Value>>, json_ld: bool) -> Value {
+    let data: Vec<Value> = data
+        .into_iter()
+        .map(|mut e| {
+            if json_ld {
+                let mut with = Map::with_capacity(e.len() + 1);
+                with.insert("@context".into(), spec.notify.value.clone());
+                with.append(&mut e);
+                e = with;
+            }
+            Value::Object(e)
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("id".into(), json!(format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4())));
+    out.insert("type".into(), json!("Notification"));
+    out.insert("subscriptionId".into(), json!(spec.sub.id));
+    out.insert("notifiedAt".into(), json!(Timestamp::now().to_text()));
+    out.insert("data".into(), Value::Array(data));
+    if json_ld {
+        out.insert("@context".into(), spec.notify.value.clone());
+    }
+    Value::Object(out)
+}

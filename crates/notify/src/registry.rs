@@ -1,0 +1,299 @@
+//! The live subscriptions: one [`Entry`] per subscription (its compiled [`Spec`], delivery queue
+//! and status), and the [`Index`] that narrows a change down to the subscriptions that can match
+//! it without looking at the others.
+
+use crate::subscription::{DeliveryStatus, Subscription, Trigger};
+use hanbat_model::{Context, Entity, Timestamp};
+use hanbat_store::{Change, EntityQuery};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The @context of a subscription's notifications, resolved.
+#[derive(Clone)]
+pub struct NotifyContext {
+    pub ctx: Arc<Context>,
+    /// `@context` member of JSON-LD notifications.
+    pub value: Value,
+    /// URL for the `Link` header of JSON notifications.
+    pub link_url: String,
+}
+
+/// A subscription compiled for matching and rendering. Replaced as a whole on update.
+pub struct Spec {
+    /// The stored form; its `delivery` counters are stale (the entry's status is live).
+    pub sub: Subscription,
+    pub query: EntityQuery,
+    /// Bit set of [`Trigger::bit`].
+    pub triggers: u8,
+    /// `q` follows relationships: evaluated by the sender, which can read linked entities.
+    pub linked_q: bool,
+    pub notify: NotifyContext,
+}
+
+impl Spec {
+    pub fn fires(&self, t: Trigger) -> bool {
+        self.triggers & t.bit() != 0
+    }
+}
+
+/// A unit of work in a subscription's queue.
+pub enum Job {
+    /// A committed change that matched, and the trigger it fired.
+    Change { change: Arc<Change>, trigger: Trigger },
+    /// A periodic (`timeInterval`) notification: the matching entities at that instant.
+    Snapshot { entities: Vec<Entity> },
+}
+
+#[derive(Default)]
+pub struct Queue {
+    pub jobs: VecDeque<Job>,
+    /// A sender task is draining the queue.
+    pub running: bool,
+}
+
+pub struct Entry {
+    pub tenant: String,
+    pub id: String,
+    /// Creation instant in microseconds: the order of listings.
+    pub created: i64,
+    spec: RwLock<Arc<Spec>>,
+    pub queue: Mutex<Queue>,
+    pub status: Mutex<DeliveryStatus>,
+    /// Status changed since the last write-back.
+    pub dirty: AtomicBool,
+    pub deleted: AtomicBool,
+    /// Notifications dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Notifications given up after the last retry.
+    pub abandoned: AtomicU64,
+    /// Bumped on every update, so that a periodic task of an older version stops.
+    pub generation: AtomicU64,
+    /// Serialises writes of this subscription's document (update, status write-back, delete),
+    /// so that an older snapshot never overwrites a newer one or revives a deleted one.
+    pub persist: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    pub fn new(tenant: &str, spec: Spec) -> Self {
+        let status = spec.sub.delivery.clone();
+        Self {
+            tenant: tenant.to_string(),
+            id: spec.sub.id.clone(),
+            created: spec.sub.created_at.as_ref().map(Timestamp::micros).unwrap_or(0),
+            spec: RwLock::new(Arc::new(spec)),
+            queue: Mutex::new(Queue::default()),
+            status: Mutex::new(status),
+            dirty: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            persist: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn spec(&self) -> Arc<Spec> {
+        self.spec.read().clone()
+    }
+
+    pub fn set_spec(&self, spec: Spec) {
+        *self.spec.write() = Arc::new(spec);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The subscription with its live status.
+    pub fn snapshot(&self) -> Subscription {
+        let mut sub = self.spec().sub.clone();
+        sub.delivery = self.status.lock().clone();
+        sub
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+}
+
+/// Where an entry is indexed, per tenant.
+#[derive(Default)]
+struct TenantIndex {
+    by_id: HashMap<String, Vec<Arc<Entry>>>,
+    by_type: HashMap<String, Vec<Arc<Entry>>>,
+    /// Subscriptions without `entities`, by watched attribute.
+    by_attr: HashMap<String, Vec<Arc<Entry>>>,
+    /// Selections no key bounds (`*`, type expressions with `;`): checked for every change.
+    scan: Vec<Arc<Entry>>,
+}
+
+/// The keys under which a subscription is found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Keys {
+    pub ids: Vec<String>,
+    pub types: Vec<String>,
+    pub attrs: Vec<String>,
+    pub scan: bool,
+}
+
+impl Keys {
+    /// Each selector is indexed by its most selective bound: ids, else plain types, else it
+    /// goes to the scan list. A subscription without selectors is found by watched attribute.
+    pub fn of(spec: &Spec) -> Self {
+        let mut keys = Keys::default();
+        if spec.query.entities.is_empty() {
+            match &spec.sub.watched_attributes {
+                Some(attrs) => keys.attrs = attrs.clone(),
+                None => keys.scan = true,
+            }
+            return keys;
+        }
+        for s in &spec.query.entities {
+            if !s.ids.is_empty() {
+                keys.ids.extend(s.ids.iter().cloned());
+            } else if let Some(types) = s.types.as_ref().and_then(|t| t.any_of()) {
+                keys.types.extend(types.into_iter().map(str::to_string));
+            } else {
+                keys.scan = true;
+            }
+        }
+        for list in [&mut keys.ids, &mut keys.types] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        keys
+    }
+}
+
+fn remove_from(map: &mut HashMap<String, Vec<Arc<Entry>>>, keys: &[String], entry: &Arc<Entry>) {
+    for k in keys {
+        if let Some(list) = map.get_mut(k) {
+            list.retain(|e| !Arc::ptr_eq(e, entry));
+            if list.is_empty() {
+                map.remove(k);
+            }
+        }
+    }
+}
+
+/// Every live subscription, by tenant and id, and the matching index.
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<HashMap<(String, String), Arc<Entry>>>,
+    index: RwLock<HashMap<String, TenantIndex>>,
+    count: AtomicU64,
+}
+
+impl Registry {
+    pub fn len(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entry>> {
+        self.entries.read().get(&(tenant.to_string(), id.to_string())).cloned()
+    }
+
+    /// Adds an entry; `false` if the tenant already has a subscription with that id.
+    pub fn insert(&self, entry: Arc<Entry>) -> bool {
+        {
+            let mut entries = self.entries.write();
+            let key = (entry.tenant.clone(), entry.id.clone());
+            if entries.contains_key(&key) {
+                return false;
+            }
+            entries.insert(key, entry.clone());
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.index_add(&entry, &Keys::of(&entry.spec()));
+        true
+    }
+
+    pub fn remove(&self, tenant: &str, id: &str) -> Option<Arc<Entry>> {
+        let entry = self.entries.write().remove(&(tenant.to_string(), id.to_string()))?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.index_remove(&entry, &Keys::of(&entry.spec()));
+        Some(entry)
+    }
+
+    /// Replaces an entry's spec and re-indexes it.
+    pub fn update(&self, entry: &Arc<Entry>, spec: Spec) {
+        let old = Keys::of(&entry.spec());
+        let new = Keys::of(&spec);
+        entry.set_spec(spec);
+        if old != new {
+            self.index_remove(entry, &old);
+            self.index_add(entry, &new);
+        }
+    }
+
+    fn index_add(&self, entry: &Arc<Entry>, keys: &Keys) {
+        let mut index = self.index.write();
+        let t = index.entry(entry.tenant.clone()).or_default();
+        for (map, list) in [(&mut t.by_id, &keys.ids), (&mut t.by_type, &keys.types), (&mut t.by_attr, &keys.attrs)] {
+            for k in list {
+                map.entry(k.clone()).or_default().push(entry.clone());
+            }
+        }
+        if keys.scan {
+            t.scan.push(entry.clone());
+        }
+    }
+
+    fn index_remove(&self, entry: &Arc<Entry>, keys: &Keys) {
+        let mut index = self.index.write();
+        let Some(t) = index.get_mut(&entry.tenant) else { return };
+        remove_from(&mut t.by_id, &keys.ids, entry);
+        remove_from(&mut t.by_type, &keys.types, entry);
+        remove_from(&mut t.by_attr, &keys.attrs, entry);
+        t.scan.retain(|e| !Arc::ptr_eq(e, entry));
+    }
+
+    /// The subscriptions that may match `change`: indexed under its id, one of its types (before
+    /// or after the change) or a changed attribute, plus the unindexed ones. Each at most once.
+    pub fn candidates(&self, change: &Change, out: &mut Vec<Arc<Entry>>) {
+        out.clear();
+        let index = self.index.read();
+        let Some(t) = index.get(&change.tenant) else { return };
+        if let Some(list) = t.by_id.get(&change.id) {
+            out.extend(list.iter().cloned());
+        }
+        let previous_types = change.previous.as_ref().map(|p| p.types.as_slice()).unwrap_or(&[]);
+        for ty in change.entity.types.iter().chain(previous_types) {
+            if let Some(list) = t.by_type.get(ty) {
+                out.extend(list.iter().cloned());
+            }
+        }
+        if !t.by_attr.is_empty() {
+            let names: Box<dyn Iterator<Item = &String>> = if change.attrs.is_empty() {
+                Box::new(change.entity.attrs.keys())
+            } else {
+                Box::new(change.attrs.iter().map(|a| &a.name))
+            };
+            for name in names {
+                if let Some(list) = t.by_attr.get(name) {
+                    out.extend(list.iter().cloned());
+                }
+            }
+        }
+        out.extend(t.scan.iter().cloned());
+        if out.len() > 1 {
+            out.sort_unstable_by_key(|e| Arc::as_ptr(e) as usize);
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+    }
+
+    /// A tenant's entries in creation order.
+    pub fn list(&self, tenant: &str) -> Vec<Arc<Entry>> {
+        let mut list: Vec<Arc<Entry>> = self.entries.read().values().filter(|e| e.tenant == tenant).cloned().collect();
+        list.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        list
+    }
+
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.entries.read().values().cloned().collect()
+    }
+}
