@@ -67,7 +67,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     }
     let limits = Limits { default_page: args.page_size, max_page: args.max_page_size };
     let broker = Arc::new(Broker::new(store, contexts, limits));
-    let app = hanbat_api::app(AppState::new(broker, args.max_body));
+    // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
+    let app = hanbat_api::app_with(AppState::new(broker.clone(), args.max_body), hanbat_web::router(broker));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
