@@ -301,7 +301,9 @@ relabel();
 void map.drawBoundaries();
 void store
   .start((pageOfEntities) => {
+    // Draw each page as it arrives: the first markers show before the last page is in.
     if (pageOfEntities.some((e) => typeOf(e) === 'Site')) map.drawSites();
+    map.refresh();
   })
   .then(() => {
     map.drawSites();

@@ -154,7 +154,7 @@ export class CityMap {
     }
     const points = (target as KvEntity[]).map(pointOf).filter((p): p is [number, number] => !!p);
     if (points.length === 0) return;
-    this.map.flyToBounds(L.latLngBounds(points).pad(0.25), { duration: 0.8, maxZoom: 17 });
+    this.map.flyToBounds(L.latLngBounds(points).pad(0.15), { duration: 0.8, maxZoom: 19 });
   }
 
   showAll(): void {
@@ -213,6 +213,11 @@ export class CityMap {
       this.paintCluster(visual);
     }
     this.appliedAt.set(e.id, Date.now());
+  }
+
+  /** Redraws the markers on the next frame (after a bulk change of the mirror). */
+  refresh(): void {
+    this.scheduleRecluster(0);
   }
 
   private scheduleRecluster(delay: number): void {

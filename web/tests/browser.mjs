@@ -12,9 +12,9 @@
 // CHROMIUM          the browser (default /usr/bin/chromium)
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 const BASE = process.env.HANBAT_URL;
 if (!BASE) {
@@ -56,7 +56,9 @@ const firstLine = (e) => String(e?.message ?? e).split('\n')[0];
 function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
+const BUILD = process.env.HANBAT_BUILD ? ` [broker: ${process.env.HANBAT_BUILD}]` : '';
 function figure(name, value) {
+  value += BUILD;
   figures.push(`${name}: ${value}`);
   console.log(`FIGURE ${name}: ${value}`);
 }
@@ -70,8 +72,7 @@ async function api(base, path, init = {}) {
   return response;
 }
 
-// ---- the browser
-const profile = mkdtempSync(join(tmpdir(), 'hanbat-chromium-'));
+// ---- the browser (Playwright gives it a new empty profile of its own)
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
@@ -83,7 +84,6 @@ const browser = await chromium.launch({
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
-    `--user-data-dir=${profile}`,
   ],
 });
 
@@ -109,6 +109,19 @@ async function openPage(url, { lang = 'ko-KR' } = {}) {
   await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
   return { page, context, errors, known };
 }
+
+await test('the dashboard bundle (JS + CSS, gzip) is under 500 KB, map data excluded', async () => {
+  const html = await (await fetch(BASE + '/')).text();
+  const assets = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+\.(?:js|css))"/g)].map((m) => m[1]);
+  assert(assets.length >= 2, `index.html links ${assets.join(', ')}`);
+  let total = 0;
+  for (const path of assets) {
+    const body = Buffer.from(await (await fetch(BASE + path)).arrayBuffer());
+    total += gzipSync(body, { level: 9 }).length;
+  }
+  figure('dashboard bundle, JS + CSS gzip', `${(total / 1024).toFixed(1)} KB (${assets.join(', ')})`);
+  assert(total < 500 * 1024, `${total} bytes`);
+});
 
 const main = await openPage(BASE + '/');
 const { page } = main;
@@ -202,10 +215,16 @@ await test('live update: an attribute change restyles its marker (latency printe
     const applied = await page.evaluate((id) => window.hanbat.map.appliedAt.get(id), id);
     latencies.push({ fromAck: applied - acked, fromSend: applied - sent });
   }
-  const sorted = latencies.map((l) => l.fromAck).sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)];
-  figure('live-update latency (write acknowledged → marker restyled), median of 5', `${Math.max(0, median)} ms (max ${Math.max(...sorted)} ms; from request sent: ${latencies.map((l) => l.fromSend).join(', ')} ms)`);
-  assert(Math.max(...sorted) < 1000, `a marker took ${Math.max(...sorted)} ms after the acknowledgement`);
+  // The feed often restyles the marker before this client has even read the 204, so the figure
+  // is taken from the moment the write was sent, which bounds "after the acknowledgement".
+  const fromSend = latencies.map((l) => l.fromSend).sort((a, b) => a - b);
+  const median = fromSend[Math.floor(fromSend.length / 2)];
+  const max = fromSend[fromSend.length - 1];
+  figure(
+    'live-update latency (PATCH sent → marker restyled in the page), 5 changes',
+    `median ${median} ms, max ${max} ms (after the acknowledgement: ${latencies.map((l) => Math.max(0, l.fromAck)).join(', ')} ms)`,
+  );
+  assert(max < 1000, `a marker took ${max} ms to follow its write`);
 });
 
 await test('a new Alert created through the API appears in the feed within 2 s', async () => {
@@ -316,11 +335,12 @@ await test('no console errors after visiting every page', async () => {
 await test('kiosk mode cycles the site pages', async () => {
   const kiosk = await openPage(`${BASE}/?kiosk=1&period=2`);
   const seen = new Set();
-  for (let i = 0; i < 8 && seen.size < 2; i++) {
+  for (let i = 0; i < 10 && seen.size < 2; i++) {
     await kiosk.page.waitForTimeout(1000);
-    seen.add(await kiosk.page.evaluate(() => location.hash));
+    const hash = await kiosk.page.evaluate(() => location.hash);
+    if (hash.startsWith('#/site/')) seen.add(hash);
   }
-  assert([...seen].filter((h) => h.startsWith('#/site/')).length >= 2, `kiosk showed ${[...seen].join(', ')}`);
+  assert(seen.size >= 2, `kiosk showed only ${[...seen].join(', ')}`);
   await kiosk.page.screenshot({ path: join(SHOTS, '11-kiosk.png') });
   assert(kiosk.errors.length === 0, `console errors:\n${kiosk.errors.join('\n')}`);
   await kiosk.context.close();
@@ -349,12 +369,11 @@ if (SCALE) {
       `first paint with ${total} entities (mirror holds ${runs[0].total}, ${runs[0].onMap} located drawn)`,
       `first markers ${best('firstMarkers')} ms, all loaded and drawn ${best('allLoaded')} ms after navigation start (best of 3; runs: ${runs.map((r) => r.allLoaded).join(', ')} ms)`,
     );
-    assert(total >= 4500, `the scaled demo has only ${total} entities`);
+    assert(total >= 4900, `the scaled demo has only ${total} entities`);
   });
 }
 
 await browser.close();
-rmSync(profile, { recursive: true, force: true });
 
 const count = (s) => results.filter((r) => r.status === s).length;
 console.log(`\nscreenshots: ${SHOTS}`);
