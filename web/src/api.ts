@@ -53,32 +53,39 @@ export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T>
   return (await get(path, signal)).json() as Promise<T>;
 }
 
+/** How many entities a query selects (`count=true`, `limit=0`: no entity is rendered). */
+export async function countOf(params: Record<string, string>): Promise<number> {
+  const response = await get('/entities?' + new URLSearchParams({ ...params, limit: '0', count: 'true' }));
+  return Number(response.headers.get('NGSILD-Results-Count') ?? '0');
+}
+
 /**
- * Every entity a query selects, keyValues. The first page tells the total
- * (`NGSILD-Results-Count`); the others are fetched in parallel. `onPage` sees each page as it
- * arrives so the map fills in while the rest loads.
+ * Every entity a query selects, keyValues, all pages in parallel once the total is known
+ * (`total`, or asked first). `onPage` sees each page as it arrives so the map fills in while
+ * the rest loads.
  */
 export async function queryAll(
   params: Record<string, string>,
   onPage?: (page: KvEntity[]) => void,
+  total?: number | Promise<number>,
 ): Promise<KvEntity[]> {
-  const search = (offset: number, count: boolean) =>
-    '?' +
-    new URLSearchParams({ ...params, options: 'keyValues', limit: String(PAGE), offset: String(offset), ...(count ? { count: 'true' } : {}) });
-  const first = await get('/entities' + search(0, true));
-  const total = Number(first.headers.get('NGSILD-Results-Count') ?? '0');
-  const firstPage = (await first.json()) as KvEntity[];
-  onPage?.(firstPage);
-  const rest: Promise<KvEntity[]>[] = [];
-  for (let offset = PAGE; offset < total; offset += PAGE) {
-    rest.push(
-      getJson<KvEntity[]>('/entities' + search(offset, false)).then((page) => {
+  const n = await (total ?? countOf(params));
+  const fetchPage = (offset: number) =>
+    getJson<KvEntity[]>('/entities?' + new URLSearchParams({ ...params, options: 'keyValues', limit: String(PAGE), offset: String(offset) })).then(
+      (page) => {
         onPage?.(page);
         return page;
-      }),
+      },
     );
+  const offsets: number[] = [];
+  // One page even for a count of 0: entities created meanwhile still come back.
+  for (let offset = 0; offset === 0 || offset < n; offset += PAGE) offsets.push(offset);
+  const pages = await Promise.all(offsets.map(fetchPage));
+  // Entities created since the count: keep reading while pages come back full.
+  for (let offset = offsets.length * PAGE; pages[pages.length - 1]?.length === PAGE; offset += PAGE) {
+    pages.push(await fetchPage(offset));
   }
-  return firstPage.concat(...(await Promise.all(rest)));
+  return pages.flat();
 }
 
 export async function entity(id: string, signal?: AbortSignal): Promise<Record<string, unknown>> {

@@ -4,7 +4,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { ApiError, entity as fetchEntity, history, type NormAttr, type Sample } from './api';
-import { dateTime, name, num, pickLang, t, unit, type Key } from './i18n';
+import { dateTime, name, num, pct, pickLang, t, unit, type Key } from './i18n';
 import { STATE_COLOURS, stateOf, type State } from './model';
 import type { CityStore } from './store';
 import { el } from './dom';
@@ -16,6 +16,8 @@ const RANGES: Record<Range, { ms: number; label: Key; aggregate: boolean }> = {
   week: { ms: 7 * 86400e3, label: 'lastWeek', aggregate: true },
 };
 const HIDDEN_ATTRS = new Set(['id', 'type', '@context', 'name']);
+/** Attributes the city model gives as fractions 0–1 (no unit code): shown as percentages. */
+const FRACTIONS = new Set(['relativeHumidity', 'fillingLevel', 'batteryLevel', 'occupancy', 'illuminanceLevel']);
 
 export class Inspector {
   private current: string | undefined;
@@ -149,7 +151,9 @@ export class Inspector {
       value = g?.type === 'Point' && Array.isArray(g.coordinates) ? `${num(Number(g.coordinates[1]), 5)}, ${num(Number(g.coordinates[0]), 5)}` : String(g?.type ?? '');
     } else if (typeof a.value === 'number') {
       const u = unit(a.unitCode);
-      value = u ? `${num(a.value, 2)} ${u}` : num(a.value, 3);
+      value = u ? `${num(a.value, 2)} ${u}` : FRACTIONS.has(attrName) ? pct(a.value) : num(a.value, 3);
+    } else if (a.value && typeof a.value === 'object' && typeof (a.value as Record<string, unknown>)['@value'] === 'string') {
+      value = dateTime((a.value as Record<string, string>)['@value'] ?? '');
     } else if (typeof a.value === 'string' || typeof a.value === 'boolean') {
       value = name(String(a.value));
     } else {

@@ -21,6 +21,8 @@ const DAEJEON: L.LatLngBoundsLiteral = [
 ];
 const CELL = 52; // px: one cluster per grid cell
 const CLUSTER_UNTIL = 18; // from this zoom on every entity is its own marker
+const FAN_OUT_MAX = 8; // entities at one point drawn side by side, beyond that a cluster
+const LIST_MAX = 30;
 const TESTBED_EMD = new Set(['30200149', '30200150', '30200151', '30200152', '30200137']);
 const DISTRICT_EN: Record<string, string> = {
   '30110': 'Dong-gu',
@@ -34,6 +36,8 @@ interface Single {
   kind: 'single';
   marker: L.Marker;
   id: string;
+  /** Drawn beside its true point (see fanOut): a new location waits for the next recluster. */
+  fanned: boolean;
 }
 interface Cluster {
   kind: 'cluster';
@@ -41,6 +45,13 @@ interface Cluster {
   ids: string[];
 }
 type Visual = Single | Cluster;
+interface Cell {
+  ids: string[];
+  lat: number;
+  lon: number;
+  /** Where a marker fanned out of a shared point is drawn. */
+  fanned?: [number, number];
+}
 
 export class CityMap {
   readonly map: L.Map;
@@ -186,7 +197,8 @@ export class CityMap {
         icon: L.divIcon({ className: 'site-wrap', html: el, iconSize: [0, 0] }),
         keyboard: true,
         title: label,
-        zIndexOffset: 1000,
+        // Beneath the markers: at a site, its devices' cluster is what matters.
+        zIndexOffset: -1000,
       });
       marker.on('click', () => this.onSite(site.id));
       marker.addTo(this.sitesLayer);
@@ -207,7 +219,7 @@ export class CityMap {
     }
     if (visual.kind === 'single') {
       const at = pointOf(e);
-      if (at) visual.marker.setLatLng(at);
+      if (at && !visual.fanned) visual.marker.setLatLng(at);
       this.paintSingle(visual, e);
     } else {
       this.paintCluster(visual);
@@ -251,7 +263,7 @@ export class CityMap {
   private recluster(): void {
     const zoom = this.map.getZoom();
     const bounds = this.map.getBounds().pad(0.2);
-    const cells = new Map<string, { ids: string[]; lat: number; lon: number }>();
+    const cells = new Map<string, Cell>();
     const grid = zoom < CLUSTER_UNTIL;
     for (const e of this.store.entities.values()) {
       const type = typeOf(e);
@@ -263,7 +275,7 @@ export class CityMap {
             const p = this.map.project(at, zoom);
             return `${Math.floor(p.x / CELL)}:${Math.floor(p.y / CELL)}`;
           })()
-        : e.id;
+        : `${at[0].toFixed(6)},${at[1].toFixed(6)}`;
       let cell = cells.get(key);
       if (!cell) {
         cell = { ids: [], lat: 0, lon: 0 };
@@ -273,6 +285,7 @@ export class CityMap {
       cell.lat += at[0];
       cell.lon += at[1];
     }
+    if (!grid) this.fanOut(cells);
     this.markers.clearLayers();
     this.visualOf.clear();
     const now = Date.now();
@@ -282,11 +295,11 @@ export class CityMap {
         const id = cell.ids[0] as string;
         const e = this.store.entities.get(id);
         if (!e) continue;
-        const marker = L.marker(pointOf(e) ?? at, {
+        const marker = L.marker(cell.fanned ?? pointOf(e) ?? at, {
           keyboard: true,
           icon: L.divIcon({ className: 'mk-wrap', html: '<div class="mk"></div>', iconSize: [18, 18] }),
         });
-        const visual: Single = { kind: 'single', marker, id };
+        const visual: Single = { kind: 'single', marker, id, fanned: cell.fanned !== undefined };
         marker.on('click', () => this.onSelect(id));
         marker.addTo(this.markers);
         this.paintSingle(visual, e);
@@ -300,7 +313,12 @@ export class CityMap {
         marker.on('click', () => {
           const points = visual.ids.map((id) => this.store.entities.get(id)).filter((e): e is KvEntity => !!e);
           const b = L.latLngBounds(points.map(pointOf).filter((p): p is [number, number] => !!p));
-          this.map.flyToBounds(b.pad(0.3), { duration: 0.6, maxZoom: Math.min(this.map.getZoom() + 3, 19) });
+          const spread = this.map.project(b.getNorthEast()).distanceTo(this.map.project(b.getSouthWest()));
+          if (grid && spread > 4 && this.map.getZoom() < this.map.getMaxZoom()) {
+            this.map.flyToBounds(b.pad(0.3), { duration: 0.6, maxZoom: Math.min(this.map.getZoom() + 3, 19) });
+          } else {
+            this.listAt(at, points);
+          }
         });
         marker.addTo(this.markers);
         this.paintCluster(visual);
@@ -313,6 +331,53 @@ export class CityMap {
     }
     this.map.getContainer().dataset.markers = String(this.markers.getLayers().length);
     this.map.getContainer().dataset.entities = String(this.visualOf.size);
+  }
+
+  /** A popup listing the entities of a cluster that zooming cannot split (one point). */
+  private listAt(at: [number, number], entities: KvEntity[]): void {
+    const list = document.createElement('ul');
+    list.className = 'cluster-list';
+    for (const e of entities.slice(0, LIST_MAX)) {
+      const item = document.createElement('li');
+      const button = document.createElement('button');
+      button.className = `cluster-item st-${stateOf(e)}`;
+      button.textContent = `${name(typeOf(e))} · ${pickLang(e.name, e.id.split(':').pop() ?? e.id)}`;
+      button.addEventListener('click', () => {
+        this.map.closePopup();
+        this.onSelect(e.id);
+      });
+      item.append(button);
+      list.append(item);
+    }
+    if (entities.length > LIST_MAX) {
+      const more = document.createElement('li');
+      more.className = 'muted';
+      more.textContent = `+ ${entities.length - LIST_MAX}`;
+      list.append(more);
+    }
+    L.popup({ maxHeight: 360, className: 'cluster-popup' }).setLatLng(at).setContent(list).openOn(this.map);
+    list.querySelector('button')?.focus();
+  }
+
+  /**
+   * Zoomed in, entities at the very same point (a room's sensor, its resident's wearable) would
+   * hide each other: spread each such group on a small circle around the point, one marker each.
+   */
+  private fanOut(cells: Map<string, Cell>): void {
+    const zoom = this.map.getZoom();
+    for (const [key, cell] of [...cells.entries()]) {
+      // A big group stays one cluster; its click lists the entities instead.
+      if (cell.ids.length < 2 || cell.ids.length > FAN_OUT_MAX) continue;
+      cells.delete(key);
+      const centre = this.map.project([cell.lat / cell.ids.length, cell.lon / cell.ids.length], zoom);
+      const radius = 10 + 3 * cell.ids.length;
+      cell.ids.forEach((id, i) => {
+        const angle = (2 * Math.PI * i) / cell.ids.length - Math.PI / 2;
+        const p = centre.add(L.point(radius * Math.cos(angle), radius * Math.sin(angle)));
+        const ll = this.map.unproject(p, zoom);
+        cells.set(`${key}#${i}`, { ids: [id], lat: ll.lat, lon: ll.lng, fanned: [ll.lat, ll.lng] });
+      });
+    }
   }
 
   private paintSingle(visual: Single, e: KvEntity): void {

@@ -1,7 +1,7 @@
 // The dashboard's mirror of the city: a snapshot from the NGSI-LD API, then kept current by the
 // live feed (server-sent events fed by the broker's change bus). Nothing polls.
 
-import { queryAll, type KvEntity } from './api';
+import { countOf, queryAll, type KvEntity } from './api';
 import { MARKER_TYPES } from './model';
 
 /** What the live feed sends for one committed change (crates/web/src/live.rs). */
@@ -56,8 +56,10 @@ export class CityStore {
    * meanwhile: no change can fall between the two.
    */
   async start(onPage?: (page: KvEntity[]) => void): Promise<void> {
+    // The count does not depend on the feed: ask for it while the feed connects.
+    const total = countOf({ type: MIRRORED.join(',') }).catch(() => 0);
     await this.connect();
-    await this.load(onPage);
+    await this.load(onPage, total);
   }
 
   private connect(): Promise<void> {
@@ -104,12 +106,16 @@ export class CityStore {
     for (const f of this.statusListeners) f(live);
   }
 
-  private async load(onPage?: (page: KvEntity[]) => void): Promise<void> {
+  private async load(onPage?: (page: KvEntity[]) => void, total?: Promise<number>): Promise<void> {
     this.buffered ??= [];
-    await queryAll({ type: MIRRORED.join(',') }, (page) => {
-      for (const e of page) this.entities.set(e.id, normaliseType(e));
-      onPage?.(page);
-    });
+    await queryAll(
+      { type: MIRRORED.join(',') },
+      (page) => {
+        for (const e of page) this.entities.set(e.id, normaliseType(e));
+        onPage?.(page);
+      },
+      total,
+    );
     const pending = this.buffered;
     this.buffered = null;
     for (const change of pending) this.apply(change);
