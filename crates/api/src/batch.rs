@@ -63,11 +63,16 @@ async fn batch(state: &AppState, ngsi: &Ngsi, kind: Kind) -> ApiResult {
         _ => ngsi.params.options(&[])?,
     };
     let body_type = ngsi.body_type()?;
+    // §6.3.5 applies to the request as a whole, not per entity.
+    ngsi.link_for_body(body_type)?;
     let Value::Array(items) = ngsi.json()? else {
         return Err(NgsiError::bad_data("the body of a batch operation must be a JSON array").into());
     };
     if items.is_empty() {
         return Err(NgsiError::bad_data("the batch is empty").into());
+    }
+    if let Some(i) = items.iter().position(Value::is_null) {
+        return Err(NgsiError::bad_data(format!("element {i} of the batch is null")).into());
     }
     let mut results = Results::default();
     let mut ops = Vec::with_capacity(items.len());
@@ -92,6 +97,13 @@ async fn batch(state: &AppState, ngsi: &Ngsi, kind: Kind) -> ApiResult {
     let written = state.broker.write(&ngsi.tenant, ops).await?;
     for (id, result) in ids.into_iter().zip(written) {
         match result {
+            Ok(applied) if !applied.outcome.not_updated.is_empty() => {
+                // noOverwrite left attributes as they were: report them (§5.6.9).
+                let names: Vec<&str> = applied.outcome.not_updated.iter().map(|n| n.name.as_str()).collect();
+                let detail =
+                    format!("attributes not updated (they exist and options=noOverwrite): {}", names.join(", "));
+                results.error(Some(id), &NgsiError::bad_data(detail));
+            }
             Ok(applied) => {
                 if applied.outcome.status == Status::Created {
                     results.created.push(id.clone());
@@ -128,13 +140,13 @@ async fn entity_op(
     let rc = ngsi.body_context(state, body_type, object.remove("@context")).await?;
     let mode = match kind {
         EntityKind::Create | EntityKind::Upsert => Mode::Entity,
-        EntityKind::Update | EntityKind::Merge => Mode::Fragment,
+        EntityKind::Update => Mode::Fragment,
+        EntityKind::Merge => Mode::Merge,
     };
     let entity = parse::entity(object, &rc.ctx, mode)?;
     if entity.id.is_empty() {
         return Err(NgsiError::bad_data("the entity has no 'id'"));
     }
-    crate::entities::check_expiry(&entity)?;
     Ok(match kind {
         EntityKind::Create => WriteOp::Create(entity),
         EntityKind::Upsert => WriteOp::Upsert { replace: !options.iter().any(|o| o == "update"), entity },

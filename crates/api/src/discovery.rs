@@ -67,7 +67,7 @@ pub async fn types(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
             "typeList": types.keys().map(|t| rc.ctx.compact(t)).collect::<Vec<_>>(),
         })
     };
-    Ok(response::body(&rc, accept, StatusCode::OK, body))
+    Ok(response::body(&rc, accept, StatusCode::OK, body, false))
 }
 
 /// `GET /types/{type}`
@@ -91,7 +91,7 @@ pub async fn type_info(State(state): State<AppState>, Path(type_name): Path<Stri
             "attributeTypes": kinds.iter().collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    Ok(response::body(&rc, accept, StatusCode::OK, body))
+    Ok(response::body(&rc, accept, StatusCode::OK, body, false))
 }
 
 /// Per attribute across types: kinds, entity count, types having it.
@@ -142,7 +142,7 @@ pub async fn attributes(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
             "attributeList": attrs.keys().map(|a| rc.ctx.compact(a)).collect::<Vec<_>>(),
         })
     };
-    Ok(response::body(&rc, accept, StatusCode::OK, body))
+    Ok(response::body(&rc, accept, StatusCode::OK, body, false))
 }
 
 /// `GET /attributes/{attrId}`
@@ -156,5 +156,5 @@ pub async fn attribute(State(state): State<AppState>, Path(attr): Path<String>, 
     let attrs = by_attribute(&types);
     let (kinds, n, ts) =
         attrs.get(iri.as_str()).ok_or_else(|| NgsiError::not_found(format!("no entity has attribute '{attr}'")))?;
-    Ok(response::body(&rc, accept, StatusCode::OK, attribute_json(&rc.ctx, &iri, kinds, *n, ts)))
+    Ok(response::body(&rc, accept, StatusCode::OK, attribute_json(&rc.ctx, &iri, kinds, *n, ts), false))
 }

@@ -1,14 +1,15 @@
 //! `/entities/{id}` and its attributes (§6.5, §6.6, §6.7 of V1.8): create, retrieve, replace,
 //! merge, delete, append / update / partially update / replace / delete attributes.
 
-use crate::request::{Accept, Ngsi, RequestContext};
+use crate::request::{Accept, Ngsi};
 use crate::response::{self, ApiResult};
-use crate::{AppState, render};
+use crate::{AppState, query, render};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use hanbat_model::parse::{self, Mode};
-use hanbat_model::{Entity, NgsiError, Result};
-use hanbat_store::{Applied, Outcome, WriteOp};
+use hanbat_model::{Context, Entity, NgsiError, Result};
+use hanbat_store::ops::SCOPE_IRI;
+use hanbat_store::{Applied, EntityQuery, Outcome, WriteOp};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -29,19 +30,38 @@ pub async fn write_one(state: &AppState, tenant: &str, op: WriteOp) -> Result<Ap
     results.pop().unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
 }
 
-/// `204`, or `207` with an UpdateResult when some attributes were not written.
-fn update_result(outcome: &Outcome, rc: &RequestContext) -> Response {
+/// `204`, or `207` with an UpdateResult when some attributes were not written. Attribute names
+/// are given in full (expanded), as the ETSI suite expects: the UpdateResult is plain JSON,
+/// without a @context to compact them with.
+fn update_result(outcome: &Outcome) -> Response {
     if outcome.not_updated.is_empty() {
         return response::no_content();
     }
     let body = json!({
-        "updated": outcome.updated.iter().map(|n| rc.ctx.compact(n)).collect::<Vec<_>>(),
+        "updated": outcome.updated,
         "notUpdated": outcome.not_updated.iter().map(|n| json!({
-            "attributeName": rc.ctx.compact(&n.name),
+            "attributeName": n.name,
             "reason": n.reason,
         })).collect::<Vec<_>>(),
     });
     response::plain_json(StatusCode::MULTI_STATUS, &body)
+}
+
+/// Wraps `op` in the `type` selector of the request, if any (§4.17: the operation applies only
+/// if the entity has one of those types, else the entity is not found).
+fn type_gated(ngsi: &Ngsi, ctx: &Context, op: WriteOp) -> Result<WriteOp> {
+    let names = ngsi.params.list("type");
+    if names.is_empty() {
+        return Ok(op);
+    }
+    let types = names
+        .iter()
+        .map(|t| {
+            parse::validate_name(t)?;
+            Ok(ctx.expand(t))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WriteOp::Typed { types, op: Box::new(op) })
 }
 
 /// `POST /entities`
@@ -49,21 +69,10 @@ pub async fn create(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let entity = parse::entity(body, &rc.ctx, Mode::Entity)?;
-    check_expiry(&entity)?;
     let id = entity.id.clone();
     write_one(&state, &ngsi.tenant, WriteOp::Create(entity)).await?;
     state.tenant_seen(&ngsi.tenant);
     Ok(response::created(&format!("/ngsi-ld/v1/entities/{id}")))
-}
-
-/// Transient entities (§4.20): `expiresAt` must lie in the future.
-pub fn check_expiry(entity: &Entity) -> Result<()> {
-    match &entity.expires_at {
-        Some(at) if *at <= hanbat_model::Timestamp::now() => {
-            Err(NgsiError::bad_data(format!("expiresAt {at} is not in the future")))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// `GET /entities/{id}`
@@ -89,31 +98,63 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
     ])?;
     let id = path_id(&id)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
+    if ngsi.params.has("geometryProperty") && accept != Accept::GeoJson {
+        return Err(
+            NgsiError::bad_data("geometryProperty applies to GeoJSON only: send Accept: application/geo+json").into()
+        );
+    }
     let rc = ngsi.context(&state).await?;
-    let view = render::View::from_params(&ngsi.params, &rc.ctx, &["keyValues", "concise", "sysAttrs", "simplified"])?;
+    let view = render::View::from_params(&ngsi.params, &rc.ctx, query::RENDER_OPTIONS)?;
     state.require_tenant(&ngsi.tenant).await?;
+    let not_found = || NgsiError::not_found(format!("entity '{id}' does not exist"));
     let entity = state
         .broker
         .get(&ngsi.tenant, &id)
         .await?
         .filter(|e| view.types.is_empty() || e.has_any_type(&view.types))
-        .ok_or_else(|| NgsiError::not_found(format!("entity '{id}' does not exist")))?;
+        .ok_or_else(not_found)?;
+    // §5.7.1.4: asking for attributes the entity does not have finds nothing.
+    if view.attrs_requested && view.project(&entity).attrs.is_empty() {
+        return Err(NgsiError::not_found(format!("entity '{id}' has none of the attributes asked for")).into());
+    }
     let geometry = view.geometry_property(&ngsi.params, &rc.ctx);
-    let body = view.render(&entity, &rc.ctx, accept, &geometry);
-    Ok(response::body(&rc, accept, StatusCode::OK, body))
+    let roots = std::slice::from_ref(&entity);
+    let linked = query::fetch_linked(&state, &ngsi.tenant, &view, roots).await?;
+    let body = match view.join {
+        Some(render::Join::Flat) if !linked.order.is_empty() => {
+            view.render_all(roots, &rc.ctx, accept, &geometry, &linked)
+        }
+        _ => view.render(&entity, &rc.ctx, accept, &geometry, &linked),
+    };
+    if body.as_object().is_some_and(|o| o.is_empty()) {
+        return Err(NgsiError::not_found(format!("pick/omit leave nothing of entity '{id}'")).into());
+    }
+    Ok(response::body(&rc, accept, StatusCode::OK, body, ngsi.prefers_json_body()))
 }
 
 /// `DELETE /entities/{id}`
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["type", "local"])?;
     let id = path_id(&id)?;
+    let rc = ngsi.context(&state).await?;
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Delete { id })?;
     state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, WriteOp::Delete { id }).await?;
+    write_one(&state, &ngsi.tenant, op).await?;
     Ok(response::no_content())
 }
 
+/// `PUT` / `PATCH /entities` without an id: the id is missing from the path (§6.5.3).
+pub async fn missing_id() -> ApiResult {
+    Err(NgsiError::bad_data("the entity id is missing from the path: /entities/{entityId}").into())
+}
+
 /// The body of an entity-level write, with its `id` (if any) checked against the path.
-async fn entity_body(state: &AppState, ngsi: &Ngsi, id: &str, mode: Mode) -> Result<(RequestContext, Entity)> {
+async fn entity_body(
+    state: &AppState,
+    ngsi: &Ngsi,
+    id: &str,
+    mode: Mode,
+) -> Result<(crate::request::RequestContext, Entity)> {
     let (rc, mut body) = ngsi.object_body(state).await?;
     match body.get("id").or_else(|| body.get("@id")) {
         Some(Value::String(body_id)) if body_id != id => {
@@ -146,7 +187,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, ngsi
 pub async fn merge(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local", "options", "format"])?;
     let id = path_id(&id)?;
-    let (_, fragment) = entity_body(&state, &ngsi, &id, Mode::Fragment).await?;
+    let (_, fragment) = entity_body(&state, &ngsi, &id, Mode::Merge).await?;
     state.require_tenant(&ngsi.tenant).await?;
     write_one(&state, &ngsi.tenant, WriteOp::Merge { id, fragment }).await?;
     Ok(response::no_content())
@@ -154,41 +195,49 @@ pub async fn merge(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
 
 /// `POST /entities/{id}/attrs` (append)
 pub async fn append(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
-    ngsi.params.allow(&["options", "local"])?;
+    ngsi.params.allow(&["options", "local", "type"])?;
     let options = ngsi.params.options(&["noOverwrite"])?;
     let id = path_id(&id)?;
     let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Fragment).await?;
-    state.require_tenant(&ngsi.tenant).await?;
     let overwrite = !options.iter().any(|o| o == "noOverwrite");
-    let applied = write_one(&state, &ngsi.tenant, WriteOp::Append { id, fragment, overwrite }).await?;
-    Ok(update_result(&applied.outcome, &rc))
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Append { id, fragment, overwrite })?;
+    state.require_tenant(&ngsi.tenant).await?;
+    let applied = write_one(&state, &ngsi.tenant, op).await?;
+    Ok(update_result(&applied.outcome))
 }
 
 /// `PATCH /entities/{id}/attrs` (update)
 pub async fn update(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
-    ngsi.params.allow(&["local", "options"])?;
+    ngsi.params.allow(&["local", "options", "type"])?;
     let id = path_id(&id)?;
     let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Fragment).await?;
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Update { id, fragment })?;
     state.require_tenant(&ngsi.tenant).await?;
-    let applied = write_one(&state, &ngsi.tenant, WriteOp::Update { id, fragment }).await?;
-    Ok(update_result(&applied.outcome, &rc))
+    let applied = write_one(&state, &ngsi.tenant, op).await?;
+    Ok(update_result(&applied.outcome))
 }
 
-/// The attribute of `/attrs/{attrId}` bodies: one instance of `attr`.
-async fn attribute_body(
-    state: &AppState,
-    ngsi: &Ngsi,
-    attr: &str,
-    mode: Mode,
-) -> Result<(String, hanbat_model::Attribute)> {
-    let (rc, body) = ngsi.object_body(state).await?;
-    parse::validate_name(attr).or_else(|e| if parse::is_uri(attr) { Ok(()) } else { Err(e) })?;
-    let name = rc.ctx.expand(attr);
-    let mut instances = parse::attribute(attr, Value::Object(body), &rc.ctx, mode)?;
-    if instances.len() != 1 {
-        return Err(NgsiError::bad_data(format!("the body must be one instance of attribute '{attr}'")));
+/// The expanded name of the attribute in a `/attrs/{attrId}` path: a valid name or an IRI;
+/// `scope` addresses the entity's scope (§4.18).
+fn path_attr(attr: &str, ctx: &Context) -> Result<String> {
+    if attr == "scope" {
+        return Ok(SCOPE_IRI.to_string());
     }
-    Ok((name, instances.remove(0)))
+    attr_name(attr, ctx)
+}
+
+/// The attribute of a partial update or replacement: `scope` is no attribute there (§4.18 only
+/// lets it be appended, updated whole, merged or deleted).
+fn writable_attr(attr: &str, ctx: &Context) -> Result<String> {
+    if attr == "scope" {
+        return Err(NgsiError::bad_data("scope cannot be partially updated or replaced as an attribute"));
+    }
+    attr_name(attr, ctx)
+}
+
+fn attr_name(attr: &str, ctx: &Context) -> Result<String> {
+    parse::validate_name(attr).or_else(|e| if parse::is_uri(attr) { Ok(()) } else { Err(e) })?;
+    Ok(ctx.expand(attr))
 }
 
 /// `PATCH /entities/{id}/attrs/{attrId}` (partial attribute update)
@@ -197,11 +246,15 @@ pub async fn patch_attr(
     Path((id, attr)): Path<(String, String)>,
     ngsi: Ngsi,
 ) -> ApiResult {
-    ngsi.params.allow(&["local"])?;
+    ngsi.params.allow(&["local", "type"])?;
     let id = path_id(&id)?;
-    let (name, fragment) = attribute_body(&state, &ngsi, &attr, Mode::Fragment).await?;
+    let (rc, body) = ngsi.object_body(&state).await?;
+    let name = writable_attr(&attr, &rc.ctx)?;
+    let patch = parse::attribute_patch(&attr, body, &rc.ctx)?;
+    let op = WriteOp::PatchAttr { id, name, fragment: patch.attr, kind: patch.kind, delete: patch.delete };
+    let op = type_gated(&ngsi, &rc.ctx, op)?;
     state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, WriteOp::PatchAttr { id, name, fragment }).await?;
+    write_one(&state, &ngsi.tenant, op).await?;
     Ok(response::no_content())
 }
 
@@ -211,11 +264,17 @@ pub async fn replace_attr(
     Path((id, attr)): Path<(String, String)>,
     ngsi: Ngsi,
 ) -> ApiResult {
-    ngsi.params.allow(&["local"])?;
+    ngsi.params.allow(&["local", "type"])?;
     let id = path_id(&id)?;
-    let (name, attribute) = attribute_body(&state, &ngsi, &attr, Mode::Entity).await?;
+    let (rc, body) = ngsi.object_body(&state).await?;
+    let name = writable_attr(&attr, &rc.ctx)?;
+    let mut instances = parse::attribute(&attr, Value::Object(body), &rc.ctx, Mode::Entity)?;
+    if instances.len() != 1 {
+        return Err(NgsiError::bad_data(format!("the body must be one instance of attribute '{attr}'")).into());
+    }
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::ReplaceAttr { id, name, attribute: instances.remove(0) })?;
     state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, WriteOp::ReplaceAttr { id, name, attribute }).await?;
+    write_one(&state, &ngsi.tenant, op).await?;
     Ok(response::no_content())
 }
 
@@ -225,7 +284,7 @@ pub async fn delete_attr(
     Path((id, attr)): Path<(String, String)>,
     ngsi: Ngsi,
 ) -> ApiResult {
-    ngsi.params.allow(&["datasetId", "deleteAll", "local"])?;
+    ngsi.params.allow(&["datasetId", "deleteAll", "local", "type"])?;
     let id = path_id(&id)?;
     let rc = ngsi.context(&state).await?;
     let dataset_id = ngsi.params.get("datasetId").map(str::to_string);
@@ -235,8 +294,77 @@ pub async fn delete_attr(
         return Err(NgsiError::bad_data(format!("datasetId '{d}' is not a URI")).into());
     }
     let all = ngsi.params.flag("deleteAll")?;
+    let name = path_attr(&attr, &rc.ctx)?;
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::DeleteAttr { id, name, dataset_id, all })?;
     state.require_tenant(&ngsi.tenant).await?;
-    let name = rc.ctx.expand(&attr);
-    write_one(&state, &ngsi.tenant, WriteOp::DeleteAttr { id, name, dataset_id, all }).await?;
+    write_one(&state, &ngsi.tenant, op).await?;
+    Ok(response::no_content())
+}
+
+/// Purge entities (`DELETE /entities`, §5.6.21 of V1.9): delete every entity a query selects,
+/// or only some of their attributes (`drop`), or all but some (`keep`).
+pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
+    ngsi.params.allow(&[
+        "id",
+        "idPattern",
+        "type",
+        "attrs",
+        "q",
+        "scopeQ",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "local",
+        "keep",
+        "drop",
+        "csf",
+    ])?;
+    let rc = ngsi.context(&state).await?;
+    if ngsi.params.has("keep") && ngsi.params.has("drop") {
+        return Err(NgsiError::bad_data("keep and drop cannot be used together").into());
+    }
+    for param in ["keep", "drop", "attrs", "q"] {
+        if ngsi.params.get(param).is_some_and(|v| v.contains('{')) {
+            return Err(NgsiError::bad_data(format!("{param} cannot address linked entities in a purge")).into());
+        }
+    }
+    let (selection, narrowed) = query::query_from_params(&ngsi.params, &rc.ctx)?;
+    if !narrowed {
+        return Err(NgsiError::bad_data(
+            "a purge needs at least one of: type, attrs (other than system attributes), q, geoQ, local=true",
+        )
+        .into());
+    }
+    let keep = ngsi.params.has("keep").then(|| ngsi.params.names("keep", &rc.ctx)).transpose()?;
+    let drop = ngsi.params.names("drop", &rc.ctx)?;
+    state.require_tenant(&ngsi.tenant).await?;
+    const BATCH: usize = 500;
+    let mut offset = 0;
+    loop {
+        let query = EntityQuery { limit: BATCH, offset, ..selection.clone() };
+        let page = state.broker.query(&ngsi.tenant, &query).await?;
+        let mut ops = Vec::new();
+        for e in &page.entities {
+            if keep.is_none() && drop.is_empty() {
+                ops.push(WriteOp::Delete { id: e.id.clone() });
+                continue;
+            }
+            let goes = |name: &String| match &keep {
+                Some(keep) => !keep.contains(name),
+                None => drop.contains(name),
+            };
+            for name in e.attrs.keys().filter(|n| goes(n)) {
+                ops.push(WriteOp::DeleteAttr { id: e.id.clone(), name: name.clone(), dataset_id: None, all: true });
+            }
+        }
+        let deleting = keep.is_none() && drop.is_empty();
+        let results = state.broker.write(&ngsi.tenant, ops).await?;
+        // Deleted entities leave the result set; the others stay and are paged past.
+        offset += if deleting { results.iter().filter(|r| r.is_err()).count() } else { page.entities.len() };
+        if page.entities.len() < BATCH {
+            break;
+        }
+    }
     Ok(response::no_content())
 }

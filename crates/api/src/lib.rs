@@ -8,11 +8,14 @@ pub mod batch;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;
+pub mod identity;
 pub mod params;
+pub mod projection;
 pub mod query;
 pub mod render;
 pub mod request;
 pub mod response;
+pub mod temporal;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -34,6 +37,9 @@ pub struct AppState {
     pub max_body: usize,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
+    /// Identifies this broker process (context source identity, §5.15).
+    pub instance: Arc<str>,
+    pub started: std::time::Instant,
 }
 
 pub fn nonexistent_tenant(tenant: &str) -> NgsiError {
@@ -42,7 +48,13 @@ pub fn nonexistent_tenant(tenant: &str) -> NgsiError {
 
 impl AppState {
     pub fn new(broker: Arc<Broker>, max_body: usize) -> Self {
-        Self { broker, max_body, known_tenants: Arc::default() }
+        Self {
+            broker,
+            max_body,
+            known_tenants: Arc::default(),
+            instance: uuid::Uuid::new_v4().to_string().into(),
+            started: std::time::Instant::now(),
+        }
     }
 
     pub async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
@@ -87,7 +99,14 @@ pub fn app_with(state: AppState, extra: Router) -> App {
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     let api = Router::new()
-        .route("/entities", get(query::query).post(entities::create))
+        .route(
+            "/entities",
+            get(query::query)
+                .post(entities::create)
+                .delete(entities::purge)
+                .put(entities::missing_id)
+                .patch(entities::missing_id),
+        )
         .route(
             "/entities/{id}",
             get(entities::retrieve).put(entities::replace).patch(entities::merge).delete(entities::delete),
@@ -107,6 +126,16 @@ pub fn router(state: AppState) -> Router {
         .route("/types/{type}", get(discovery::type_info))
         .route("/attributes", get(discovery::attributes))
         .route("/attributes/{attr}", get(discovery::attribute))
+        .route("/info/sourceIdentity", get(identity::source_identity))
+        .route("/temporal/entities", get(temporal::query).post(temporal::create))
+        .route("/temporal/entities/{id}", get(temporal::retrieve).delete(temporal::delete))
+        .route("/temporal/entities/{id}/attrs", post(temporal::add_attrs))
+        .route("/temporal/entities/{id}/attrs/{attr}", axum::routing::delete(temporal::delete_attr))
+        .route(
+            "/temporal/entities/{id}/attrs/{attr}/{instance}",
+            axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
+        )
+        .route("/temporal/entityOperations/query", post(temporal::query_post))
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
         .method_not_allowed_fallback(method_not_allowed)

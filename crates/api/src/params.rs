@@ -11,8 +11,9 @@ pub struct Params {
 }
 
 impl Params {
-    /// Splits a raw query string. Only percent-escapes are decoded: `+` stays `+`, because the
-    /// NGSI-LD query languages use it (`scopeQ=/a/+`).
+    /// Splits a raw query string. `+` is a space (form encoding, what HTTP clients send for
+    /// `name=="Eiffel Tower"` or `[13.4, 52.5]`), except in `scopeQ`, where it is the
+    /// single-level wildcard (`scopeQ=/a/+`).
     pub fn parse(raw: &str) -> Result<Self> {
         let mut pairs = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
@@ -23,9 +24,21 @@ impl Params {
                     .map(|c| c.into_owned())
                     .map_err(|_| NgsiError::invalid_request(format!("query parameter '{s}' is not UTF-8 once decoded")))
             };
-            pairs.push((decode(k)?, decode(v)?));
+            let key = decode(k)?;
+            let value = if key == "scopeQ" { decode(v)? } else { decode(&v.replace('+', " "))? };
+            pairs.push((key, value));
         }
         Ok(Self { pairs })
+    }
+
+    /// Removes every occurrence of a parameter.
+    pub fn remove(&mut self, name: &str) {
+        self.pairs.retain(|(k, _)| k != name);
+    }
+
+    /// Adds a parameter (for query bodies that carry parameters, like `temporalQ`).
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_string(), value.to_string()));
     }
 
     /// Refuses parameters outside `allowed`.
@@ -39,6 +52,13 @@ impl Params {
             }
         }
         Ok(())
+    }
+
+    /// Sets `name` to `value` (replacing earlier values): parameters carried in a body (the
+    /// Query of `POST /entityOperations/query`) join the URI ones this way.
+    pub fn set(&mut self, name: &str, value: String) {
+        self.pairs.retain(|(k, _)| k != name);
+        self.pairs.push((name.to_string(), value));
     }
 
     /// The value of `name` (the last one if repeated).
@@ -71,12 +91,13 @@ impl Params {
         }
     }
 
-    /// The `options` values, each checked against `allowed`.
+    /// The `options` values, each checked against `allowed` (§6.3.20: an unknown value makes
+    /// the request invalid).
     pub fn options(&self, allowed: &[&str]) -> Result<Vec<String>> {
         let options = self.list("options");
         for o in &options {
             if !allowed.contains(&o.as_str()) {
-                return Err(NgsiError::bad_data(format!(
+                return Err(NgsiError::invalid_request(format!(
                     "options={o} is not supported here; use one of: {}",
                     allowed.join(", ")
                 )));
@@ -110,7 +131,7 @@ impl Params {
                 "concise" => Format::Concise,
                 "simplified" | "keyValues" => Format::KeyValues,
                 other => {
-                    return Err(NgsiError::bad_data(format!(
+                    return Err(NgsiError::invalid_request(format!(
                         "format={other} is not one of normalized, concise, simplified, keyValues"
                     )));
                 }
@@ -166,9 +187,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_percent_but_keeps_plus() {
-        let p = Params::parse("scopeQ=/a/+&q=name%3D%3D%22x%22&attrs=a,b&attrs=c").unwrap();
+    fn decodes_percent_and_plus_except_in_scope_queries() {
+        let p = Params::parse("scopeQ=/a/+&q=name%3D%3D%22x+y%22&attrs=a,b&attrs=c").unwrap();
         assert_eq!(p.get("scopeQ"), Some("/a/+"));
+        assert_eq!(p.get("q"), Some("name==\"x y\""));
+        let p = Params::parse("q=name%3D%3D%22x%22&attrs=a,b&attrs=c").unwrap();
         assert_eq!(p.get("q"), Some("name==\"x\""));
         assert_eq!(p.list("attrs"), vec!["a", "b", "c"]);
         assert!(p.allow(&["scopeQ", "q"]).is_err());

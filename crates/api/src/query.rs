@@ -3,19 +3,21 @@
 
 use crate::AppState;
 use crate::params::Params;
-use crate::render::View;
+use crate::render::{Linked, View};
 use crate::request::{Accept, Ngsi, RequestContext};
 use crate::response::{self, ApiResult};
 use axum::extract::State;
 use axum::response::Response;
 use hanbat_model::parse;
-use hanbat_model::{Context, NgsiError, Result};
+use hanbat_model::{Context, Entity, NgsiError, Result};
 use hanbat_query::{GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern};
-use hanbat_store::{EntityQuery, EntitySelector};
+use hanbat_store::{EntityQuery, EntitySelector, Order};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 const QUERY_PARAMS: &[&str] = &[
+    "orderBy",
     "id",
     "idPattern",
     "type",
@@ -45,9 +47,17 @@ const QUERY_PARAMS: &[&str] = &[
     "expandValues",
     "collation",
     "via",
+    "orderBy",
 ];
 
-const RENDER_OPTIONS: &[&str] = &["keyValues", "concise", "sysAttrs", "simplified", "count"];
+/// `options` a query or retrieval accepts.
+pub const RENDER_OPTIONS: &[&str] = &["keyValues", "concise", "sysAttrs", "simplified", "normalized", "count"];
+
+/// System attributes: naming only these in `attrs` selects every entity (§5.7.2.4: too wide).
+const SYSTEM_ATTRS: [&str; 4] = ["createdAt", "modifiedAt", "deletedAt", "expiresAt"];
+
+/// Core members that are not attributes: `attrs` cannot name them.
+const CORE_NON_ATTRS: [&str; 4] = ["id", "type", "@id", "@type"];
 
 /// Page bounds: `limit` defaults to the broker's page size; above the maximum is an error,
 /// never a silent cut.
@@ -65,8 +75,22 @@ fn check_id(id: &str) -> Result<()> {
     if parse::is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("id '{id}' is not a URI"))) }
 }
 
-/// The query of `GET /entities` parameters (§6.4.3.2).
-fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
+/// `attrs` used as a filter (§6.4.3.2): attribute names, never core members; system attributes
+/// are on every entity, so they filter nothing out. Returns the expanded names that filter.
+fn attrs_filter(raw: &[String], ctx: &Context) -> Result<Vec<String>> {
+    if let Some(core) = raw.iter().find(|n| CORE_NON_ATTRS.contains(&n.as_str())) {
+        return Err(NgsiError::bad_data(format!("attrs: '{core}' is an entity member, not an attribute")));
+    }
+    if let Some(bad) = raw.iter().find(|n| n.chars().any(|c| c.is_whitespace() || "<>\"'=;()".contains(c))) {
+        return Err(NgsiError::bad_data(format!("attrs: '{bad}' is not a valid attribute name")));
+    }
+    Ok(raw.iter().filter(|n| !SYSTEM_ATTRS.contains(&n.as_str())).map(|n| ctx.expand(n)).collect())
+}
+
+/// The query of `GET /entities` (and purge) parameters (§6.4.3.2), and whether it narrows the
+/// entities down: §5.7.2.4 refuses a query by `id`/`idPattern` alone, or by system attributes
+/// only, as too wide — it needs a type, attributes, q, scopeQ, a geo-query or `local=true`.
+pub fn query_from_params(params: &Params, ctx: &Context) -> Result<(EntityQuery, bool)> {
     let mut selector = EntitySelector::default();
     for id in params.list("id") {
         check_id(&id)?;
@@ -76,10 +100,22 @@ fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
         selector.id_pattern = Some(compile_id_pattern(p)?);
     }
     if let Some(t) = params.get("type") {
+        if t == "*" && params.get("local") == Some("false") {
+            // §4.17: the type wildcard queries local data only; local=false contradicts it.
+            return Err(NgsiError::bad_data("type=* selects local entities only: local=false contradicts it"));
+        }
         selector.types = Some(TypeQuery::parse(t, ctx)?);
+    }
+    if let Some(csf) = params.get("csf") {
+        // The context source filter has the grammar of q (§4.9); checked here, applied by
+        // distributed operations.
+        Query::parse(csf, ctx).map_err(|e| NgsiError::bad_data(format!("csf: {}", e.detail)))?;
     }
     let options = params.get("expandValues").map(QueryOptions::with_expand_values).unwrap_or_default();
     let q = params.get("q").map(|q| Query::parse_with(q, ctx, &options)).transpose()?;
+    if let Some(q) = &q {
+        check_link_depth(q, params)?;
+    }
     let geo = GeoQuery::from_params(
         params.get("georel"),
         params.get("geometry"),
@@ -88,29 +124,70 @@ fn query_from_params(params: &Params, ctx: &Context) -> Result<EntityQuery> {
         ctx,
     )?;
     let scope = params.get("scopeQ").map(ScopeQuery::parse).transpose()?;
-    let with_any_attr = params.names("attrs", ctx)?;
-    let has_filter = !selector.is_empty()
-        || q.is_some()
+    let with_any_attr = attrs_filter(&params.list("attrs"), ctx)?;
+    // A q over system members only (createdAt, modifiedAt) holds for every entity's kind.
+    let narrowed = selector.types.is_some()
+        || q.as_ref().is_some_and(|q| !q.attributes().is_empty())
         || geo.is_some()
         || scope.is_some()
         || !with_any_attr.is_empty()
         || params.flag("local")?;
-    if !has_filter {
-        return Err(NgsiError::bad_data(
-            "a query needs at least one of: id, idPattern, type, attrs, q, georel (geo-query), scopeQ, local=true",
-        ));
-    }
     let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
-    Ok(EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() })
+    let order_by_id = order_by(params)?;
+    Ok((EntityQuery { entities, with_any_attr, q, scope, geo, order_by_id, ..EntityQuery::default() }, narrowed))
+}
+
+/// `orderBy`: only `id` is supported (`id`, `id;asc`, `id;desc`).
+pub fn order_by(params: &Params) -> Result<Option<Order>> {
+    match params.get("orderBy") {
+        None => Ok(None),
+        Some("id") | Some("id;asc") => Ok(Some(Order::Ascending)),
+        Some("id;desc") => Ok(Some(Order::Descending)),
+        Some(other) => {
+            Err(NgsiError::bad_data(format!("orderBy={other}: results can be ordered by id only (id, id;desc)")))
+        }
+    }
+}
+
+/// A q on linked entities (`rel{attr}`, §4.5.23) needs `join`, and reaches no deeper than
+/// `joinLevel` (default 1).
+fn check_link_depth(q: &Query, params: &Params) -> Result<()> {
+    let depth = q.link_depth();
+    if depth == 0 {
+        return Ok(());
+    }
+    if !params.get("join").is_some_and(|j| j == "inline" || j == "flat") {
+        return Err(NgsiError::bad_data("a q on linked entities ({…}) needs join=inline or join=flat"));
+    }
+    let level = params.get("joinLevel").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1);
+    if depth > level {
+        return Err(NgsiError::bad_data(format!("q reaches {depth} linked entities deep, beyond joinLevel={level}")));
+    }
+    Ok(())
+}
+
+/// `geometryProperty` only shapes GeoJSON (§6.3.15): with another representation it is an error.
+fn check_geometry_property(params: &Params, accept: Accept) -> Result<()> {
+    if params.has("geometryProperty") && accept != Accept::GeoJson {
+        return Err(NgsiError::bad_data("geometryProperty applies to GeoJSON only: send Accept: application/geo+json"));
+    }
+    Ok(())
 }
 
 /// `GET /entities`
 pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(QUERY_PARAMS)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
+    check_geometry_property(&ngsi.params, accept)?;
     let rc = ngsi.context(&state).await?;
-    let query = query_from_params(&ngsi.params, &rc.ctx)?;
-    run(&state, &ngsi, rc, accept, query).await
+    let (query, narrowed) = query_from_params(&ngsi.params, &rc.ctx)?;
+    if !narrowed {
+        return Err(NgsiError::bad_data(
+            "a query needs at least one of: type, attrs (other than system attributes), q, georel (geo-query), scopeQ, local=true",
+        )
+        .into());
+    }
+    run(&state, &ngsi, &ngsi.params, rc, accept, query).await
 }
 
 /// `POST /entityOperations/query`
@@ -119,7 +196,28 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let query = query_from_body(&body, &rc.ctx)?;
-    run(&state, &ngsi, rc, accept, query).await
+    // The members that shape the answer join the URI parameters.
+    let mut params = ngsi.params.clone();
+    for member in ["pick", "omit"] {
+        if let Some(list) = body_list(&body, member)? {
+            params.set(member, list);
+        }
+    }
+    if let Some(join) = string_member(&body, "join")? {
+        params.set("join", join.to_string());
+    }
+    match body.get("joinLevel") {
+        None => {}
+        Some(Value::Number(n)) => params.set("joinLevel", n.to_string()),
+        Some(other) => {
+            return Err(NgsiError::bad_data(format!("Query.joinLevel must be a positive integer, not {other}")).into());
+        }
+    }
+    if let Some(lang) = string_member(&body, "lang")? {
+        params.set("lang", lang.to_string());
+    }
+    check_geometry_property(&params, accept)?;
+    run(&state, &ngsi, &params, rc, accept, query).await
 }
 
 fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>> {
@@ -130,28 +228,46 @@ fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<
     }
 }
 
+/// A list member of a Query body (`attrs`, `pick`, `omit`): a non-empty array of strings, or a
+/// string in the URI-parameter syntax; returned in the URI-parameter syntax.
+fn body_list(body: &Map<String, Value>, name: &str) -> Result<Option<String>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            Ok(Some(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")))
+        }
+        Some(other) => {
+            Err(NgsiError::bad_data(format!("Query.{name} must be a non-empty array of strings, not {other}")))
+        }
+    }
+}
+
 /// The query of a Query body (§5.2.23).
 pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
     if body.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
+    }
+    if body.contains_key("temporalQ") {
+        return Err(NgsiError::bad_data(
+            "temporalQ belongs to the temporal query (§5.7.4), not to a Query of entities",
+        ));
     }
     let mut query = EntityQuery::default();
     if let Some(entities) = body.get("entities") {
         let Value::Array(entities) = entities else {
             return Err(NgsiError::bad_data("Query.entities must be an array of EntitySelectors"));
         };
+        if entities.is_empty() {
+            return Err(NgsiError::bad_data("Query.entities must hold at least one EntitySelector"));
+        }
         for e in entities {
             query.entities.push(selector_from_json(e, ctx)?);
         }
     }
-    if let Some(attrs) = body.get("attrs") {
-        let Value::Array(attrs) = attrs else {
-            return Err(NgsiError::bad_data("Query.attrs must be an array of attribute names"));
-        };
-        for a in attrs {
-            let name = a.as_str().ok_or_else(|| NgsiError::bad_data(format!("Query.attrs: {a} is not a name")))?;
-            query.with_any_attr.push(ctx.expand(name));
-        }
+    if let Some(attrs) = body_list(body, "attrs")? {
+        let raw: Vec<String> = attrs.split(',').map(|a| a.trim().to_string()).collect();
+        query.with_any_attr = attrs_filter(&raw, ctx)?;
     }
     query.q = string_member(body, "q")?.map(|q| Query::parse(q, ctx)).transpose()?;
     query.scope = string_member(body, "scopeQ")?.map(ScopeQuery::parse).transpose()?;
@@ -159,29 +275,92 @@ pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<Entit
     Ok(query)
 }
 
-/// An EntitySelector object (§5.2.33): `{"id"?, "idPattern"?, "type"}`.
+/// An EntitySelector object (§5.2.33): `{"id"?, "idPattern"?, "type"}` — `type` mandatory, `id`
+/// a URI or an array of URIs, taking precedence over `idPattern`.
 pub fn selector_from_json(e: &Value, ctx: &Context) -> Result<EntitySelector> {
     let Some(o) = e.as_object() else {
         return Err(NgsiError::bad_data(format!("an EntitySelector must be an object, not {e}")));
     };
     let mut selector = EntitySelector::default();
-    if let Some(id) = string_member(o, "id")? {
-        check_id(id)?;
-        selector.ids.push(id.to_string());
+    let ids: Vec<&Value> = match o.get("id") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(single) => vec![single],
+    };
+    for id in ids {
+        match id.as_str() {
+            Some(s) => {
+                check_id(s)?;
+                selector.ids.push(s.to_string());
+            }
+            None => return Err(NgsiError::bad_data(format!("EntitySelector id {id} is not a URI"))),
+        }
     }
-    if let Some(p) = string_member(o, "idPattern")? {
+    if let Some(p) = string_member(o, "idPattern")?
+        && selector.ids.is_empty()
+    {
         selector.id_pattern = Some(compile_id_pattern(p)?);
     }
-    if let Some(t) = string_member(o, "type")? {
-        selector.types = Some(TypeQuery::parse(t, ctx)?);
+    match string_member(o, "type")? {
+        Some(t) => selector.types = Some(TypeQuery::parse(t, ctx)?),
+        None => return Err(NgsiError::bad_data("an EntitySelector needs a 'type' (a type name or expression)")),
     }
     Ok(selector)
 }
 
-async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, mut query: EntityQuery) -> ApiResult {
-    let view = View::from_params(&ngsi.params, &rc.ctx, RENDER_OPTIONS)?;
-    let (limit, offset) = page(state, &ngsi.params)?;
-    let count = ngsi.params.flag("count")? || ngsi.params.list("options").iter().any(|o| o == "count");
+/// Fetches the entities linked from `roots` (§4.5.23), level by level up to the views' join
+/// levels, one store query per level.
+pub async fn fetch_linked<'v>(state: &AppState, tenant: &str, view: &'v View, roots: &[Entity]) -> Result<Linked<'v>> {
+    let mut linked = Linked::default();
+    if view.join.is_none() {
+        return Ok(linked);
+    }
+    let mut frontier: Vec<(&'v View, Entity)> = roots.iter().map(|e| (view, e.clone())).collect();
+    while !frontier.is_empty() {
+        let mut wanted: Vec<(String, &'v View)> = Vec::new();
+        for (v, e) in &frontier {
+            let projected = v.project(e);
+            for (name, instances) in &projected.attrs {
+                let Some(child) = v.link(name) else { continue };
+                for id in instances.iter().flat_map(|a| crate::render::targets(&a.value)) {
+                    let known = linked.entities.contains_key(id) || wanted.iter().any(|(w, _)| w == id);
+                    if !known && !roots.iter().any(|r| r.id == id) {
+                        wanted.push((id.to_string(), child));
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
+            break;
+        }
+        let selector =
+            EntitySelector { ids: wanted.iter().map(|(id, _)| id.clone()).collect(), ..EntitySelector::default() };
+        let query = EntityQuery { entities: vec![selector], limit: wanted.len(), ..EntityQuery::default() };
+        let found: HashMap<String, Entity> =
+            state.broker.query(tenant, &query).await?.entities.into_iter().map(|e| (e.id.clone(), e)).collect();
+        frontier = Vec::new();
+        for (id, child) in wanted {
+            if let Some(entity) = found.get(&id) {
+                linked.order.push(id.clone());
+                linked.entities.insert(id, (entity.clone(), child));
+                frontier.push((child, entity.clone()));
+            }
+        }
+    }
+    Ok(linked)
+}
+
+async fn run(
+    state: &AppState,
+    ngsi: &Ngsi,
+    params: &Params,
+    rc: RequestContext,
+    accept: Accept,
+    mut query: EntityQuery,
+) -> ApiResult {
+    let view = View::from_params(params, &rc.ctx, RENDER_OPTIONS)?;
+    let (limit, offset) = page(state, params)?;
+    let count = params.flag("count")? || params.list("options").iter().any(|o| o == "count");
     if limit == 0 && !count {
         return Err(NgsiError::bad_data("limit=0 is only allowed together with count=true").into());
     }
@@ -190,19 +369,21 @@ async fn run(state: &AppState, ngsi: &Ngsi, rc: RequestContext, accept: Accept, 
     }
     (query.limit, query.offset, query.count) = (limit, offset, count);
     let page = state.broker.query(&ngsi.tenant, &query).await?;
-    let geometry = view.geometry_property(&ngsi.params, &rc.ctx);
-    let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry);
-    let mut response = response::body(&rc, accept, StatusCode::OK, body);
+    let geometry = view.geometry_property(params, &rc.ctx);
+    let linked = fetch_linked(state, &ngsi.tenant, &view, &page.entities).await?;
+    let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry, &linked);
+    let mut response = response::body(&rc, accept, StatusCode::OK, body, ngsi.prefers_json_body());
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
-    add_page_links(&mut response, ngsi, page.entities.len(), limit, offset, page.count);
+    add_page_links(&mut response, "/ngsi-ld/v1/entities", ngsi, page.entities.len(), limit, offset, page.count);
     Ok(response)
 }
 
 /// `prev`/`next` Link headers (§5.5.9): `next` when the page is full and more may follow.
 pub fn add_page_links(
     response: &mut Response,
+    path: &str,
     ngsi: &Ngsi,
     returned: usize,
     limit: usize,
@@ -212,7 +393,6 @@ pub fn add_page_links(
     if limit == 0 {
         return;
     }
-    let path = "/ngsi-ld/v1/entities";
     let more = match total {
         Some(t) => (offset + returned) < t as usize,
         None => returned == limit,

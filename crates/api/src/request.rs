@@ -109,7 +109,10 @@ fn media_type(v: &str) -> String {
 }
 
 impl Ngsi {
-    /// Chooses the response media type from `Accept` (with q-values) among `offered`.
+    /// Chooses the response media type from `Accept` among `offered` (§6.3.4): each offered
+    /// type takes the weight of the most specific range that matches it (RFC 9110 §12.5.1;
+    /// `q=0` refuses it); the highest weight wins, ties going to the first of the list
+    /// json, ld+json, geo+json. No `Accept` means JSON.
     pub fn accept(&self, offered: &[Accept]) -> Result<Accept> {
         let Some(header) = self.headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
             return Ok(Accept::Json);
@@ -117,39 +120,66 @@ impl Ngsi {
         if header.trim().is_empty() {
             return Ok(Accept::Json);
         }
-        let mut ranges: Vec<(f32, usize, String)> = header
+        // (range, weight); a weight that does not parse keeps the default 1 (RFC 9110).
+        let ranges: Vec<(String, f32)> = header
             .split(',')
-            .enumerate()
-            .map(|(i, part)| {
+            .filter_map(|part| {
                 let mut pieces = part.split(';');
                 let range = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
                 let q = pieces
                     .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
                     .unwrap_or(1.0);
-                (q, i, range)
+                (!range.is_empty()).then_some((range, q))
             })
-            .filter(|(q, _, r)| *q > 0.0 && !r.is_empty())
             .collect();
-        ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, _, range) in &ranges {
-            let chosen = match range.as_str() {
-                "application/json" => Some(Accept::Json),
-                "application/ld+json" => Some(Accept::JsonLd),
-                "application/geo+json" => Some(Accept::GeoJson),
-                "*/*" | "application/*" => Some(Accept::Json),
-                _ => None,
+        let weight = |media: &str| -> f32 {
+            let main = media.split('/').next().unwrap_or("");
+            let specificity = |range: &str| -> Option<u8> {
+                if range == media {
+                    Some(3)
+                } else if range.strip_suffix("/*") == Some(main) {
+                    Some(2)
+                } else if range == "*/*" {
+                    Some(1)
+                } else {
+                    None
+                }
             };
-            if let Some(c) = chosen.filter(|c| offered.contains(c)) {
-                return Ok(c);
+            ranges
+                .iter()
+                .filter_map(|(r, q)| specificity(r).map(|s| (s, *q)))
+                .max_by_key(|(s, _)| *s)
+                .map_or(0.0, |(_, q)| q)
+        };
+        let mut best: Option<(Accept, f32)> = None;
+        for candidate in [Accept::Json, Accept::JsonLd, Accept::GeoJson] {
+            if !offered.contains(&candidate) {
+                continue;
+            }
+            let q = weight(candidate.media_type());
+            if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
+                best = Some((candidate, q));
             }
         }
-        Err(NgsiError::new(
-            ErrorKind::NotAcceptable,
-            format!(
-                "Accept '{header}' matches none of {}",
-                offered.iter().map(|a| a.media_type()).collect::<Vec<_>>().join(", ")
-            ),
-        ))
+        best.map(|(a, _)| a).ok_or_else(|| {
+            NgsiError::new(
+                ErrorKind::NotAcceptable,
+                format!(
+                    "Accept '{header}' matches none of {}",
+                    offered.iter().map(|a| a.media_type()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// `Prefer: body=json` (§6.3.6): a GeoJSON body without its @context, which goes in `Link`.
+    pub fn prefers_json_body(&self) -> bool {
+        self.headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .any(|p| p.trim().eq_ignore_ascii_case("body=json"))
     }
 
     /// The @context URL of the `Link` header, if any.
@@ -210,10 +240,22 @@ impl Ngsi {
     pub async fn object_body(&self, state: &AppState) -> Result<(RequestContext, serde_json::Map<String, Value>)> {
         let body_type = self.body_type()?;
         let Value::Object(mut object) = self.json()? else {
-            return Err(NgsiError::bad_data("the body must be a JSON object"));
+            return Err(NgsiError::invalid_request("the body must be a JSON object"));
         };
         let rc = self.body_context(state, body_type, object.remove("@context")).await?;
         Ok((rc, object))
+    }
+
+    /// The @context URL of the `Link` header, refused with a JSON-LD body (§6.3.5: that body
+    /// carries its own @context).
+    pub fn link_for_body(&self, body_type: BodyType) -> Result<Option<String>> {
+        let link = self.link_context()?;
+        if body_type == BodyType::JsonLd && link.is_some() {
+            return Err(NgsiError::bad_data(
+                "a JSON-LD body (application/ld+json) must not come with a @context Link header",
+            ));
+        }
+        Ok(link)
     }
 
     /// The context for one JSON value of a body whose `@context` member (if any) is given.
@@ -223,14 +265,9 @@ impl Ngsi {
         body_type: BodyType,
         member: Option<Value>,
     ) -> Result<RequestContext> {
-        let link = self.link_context()?;
+        let link = self.link_for_body(body_type)?;
         match body_type {
             BodyType::JsonLd => {
-                if link.is_some() {
-                    return Err(NgsiError::bad_data(
-                        "a JSON-LD body (application/ld+json) must not come with a @context Link header",
-                    ));
-                }
                 let Some(value) = member else {
                     return Err(NgsiError::bad_data("a JSON-LD body (application/ld+json) must carry a @context"));
                 };

@@ -36,10 +36,23 @@ pub fn link_header(url: &str) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A JSON response in the negotiated media type. For JSON-LD, each top-level object gets the
-/// request's `@context`; otherwise the context goes in a `Link` header.
-pub fn body(rc: &RequestContext, accept: Accept, status: StatusCode, mut body: Value) -> Response {
-    if accept == Accept::JsonLd {
+/// A JSON response in the negotiated media type (§6.3.6). JSON-LD carries the request's
+/// `@context` in each top-level object; GeoJSON carries it in the top-level object too, unless
+/// the client sent `Prefer: body=json` (`context_in_link`); otherwise the context goes in a
+/// `Link` header.
+pub fn body(
+    rc: &RequestContext,
+    accept: Accept,
+    status: StatusCode,
+    mut body: Value,
+    context_in_link: bool,
+) -> Response {
+    let in_body = match accept {
+        Accept::JsonLd => true,
+        Accept::GeoJson => !context_in_link,
+        Accept::Json => false,
+    };
+    if in_body {
         match &mut body {
             Value::Object(o) => insert_context(o, &rc.value),
             Value::Array(items) => {
@@ -51,7 +64,7 @@ pub fn body(rc: &RequestContext, accept: Accept, status: StatusCode, mut body: V
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(accept.media_type()));
-    if accept != Accept::JsonLd {
+    if !in_body {
         headers.insert(LINK, link_header(&rc.link_url));
     }
     response

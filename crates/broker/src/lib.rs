@@ -7,7 +7,7 @@
 //! Listeners must not block: each one queues the change for its own worker.
 
 use hanbat_context::Contexts;
-use hanbat_model::{Entity, Result};
+use hanbat_model::{Entity, Result, Timestamp};
 use hanbat_store::{Applied, Change, EntityQuery, Page, Store, WriteOp};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -20,12 +20,15 @@ pub type ChangeListener = Box<dyn Fn(&Arc<Change>) + Send + Sync>;
 pub struct Limits {
     pub default_page: usize,
     pub max_page: usize,
+    /// Attribute instances per entity in one temporal response (§6.3.10); more are cut (206).
+    pub temporal_page: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        // Orion-LD's figures: pages of 20 by default, at most 1000.
-        Self { default_page: 20, max_page: 1000 }
+        // Orion-LD's figures for entity pages: 20 by default, at most 1000. For temporal pages,
+        // 20 instances per entity, the default the conformance suite and TS 104-176 §6.4.7 assume.
+        Self { default_page: 20, max_page: 1000, temporal_page: 20 }
     }
 }
 
@@ -67,11 +70,33 @@ impl Broker {
         }
     }
 
+    /// An entity as it stands now: transient data past its `expiresAt` is gone from that
+    /// instant (§4.22), even before the expiry sweep has removed it from the store.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
-        self.store.get(tenant, id).await
+        let now = Timestamp::now();
+        Ok(self.store.get(tenant, id).await?.and_then(|e| unexpired(e, &now)))
     }
 
     pub async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
-        self.store.query(tenant, query).await
+        let mut page = self.store.query(tenant, query).await?;
+        let now = Timestamp::now();
+        page.entities = page.entities.into_iter().filter_map(|e| unexpired(e, &now)).collect();
+        Ok(page)
     }
+
+    /// Removes the transient data due now and publishes the changes; returns how many entities
+    /// changed. Called periodically by the server.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let changes = self.store.expire(&Timestamp::now()).await?;
+        self.publish(changes.iter());
+        Ok(changes.len())
+    }
+}
+
+fn unexpired(mut entity: Entity, now: &Timestamp) -> Option<Entity> {
+    if entity.is_expired(now) {
+        return None;
+    }
+    entity.drop_expired_attrs(now);
+    Some(entity)
 }

@@ -63,6 +63,9 @@ impl ContextKind {
 #[derive(Debug)]
 pub struct KnownContext {
     pub url: String,
+    /// The tenant that hosts it (hosted contexts only: §5.5.10, contexts added in one tenant are
+    /// not visible in another); cached and implicit ones are shared.
+    pub tenant: String,
     pub local_id: String,
     pub kind: ContextKind,
     /// The whole document (`{"@context": …}`).
@@ -75,9 +78,15 @@ pub struct KnownContext {
 }
 
 impl KnownContext {
+    /// Whether `tenant` may list, serve or delete this entry.
+    pub fn visible_to(&self, tenant: &str) -> bool {
+        self.kind != ContextKind::Hosted || self.tenant == tenant
+    }
+
     fn new(url: String, local_id: String, kind: ContextKind, document: Value, pinned: bool) -> Self {
         Self {
             url,
+            tenant: DEFAULT_TENANT.to_string(),
             local_id,
             kind,
             document,
@@ -88,18 +97,20 @@ impl KnownContext {
         }
     }
 
-    fn touch(&self) {
+    /// Counts one use (resolution or serving) of the context.
+    pub fn touch(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
         *self.last_usage.lock() = Some(Timestamp::now());
     }
 
     /// The `details=true` view of the hosting API.
     pub fn details(&self) -> Value {
+        // Visible to every tenant that can see the entry (see `visible_to`).
         let mut info = json!({
             "URL": self.url,
             "localId": self.local_id,
             "kind": self.kind.as_str(),
-            "timestamp": self.created_at.to_text(),
+            "createdAt": self.created_at.to_text(),
         });
         if self.kind == ContextKind::Cached
             && let Some(map) = info.as_object_mut()
@@ -120,6 +131,8 @@ pub struct Contexts {
     /// Processed term maps by context value (its JSON text).
     processed: Mutex<HashMap<String, Arc<Context>>>,
     store: Option<Arc<dyn Store>>,
+    /// When the built-in core context became available (this process's start).
+    core_since: Timestamp,
 }
 
 impl Contexts {
@@ -137,18 +150,29 @@ impl Contexts {
             known: RwLock::new(HashMap::new()),
             processed: Mutex::new(HashMap::new()),
             store,
+            core_since: Timestamp::now(),
         }
+    }
+
+    /// The `details=true` view of the built-in core context, listed as a cached one.
+    pub fn core_details(&self) -> Value {
+        json!({
+            "URL": jsonld::CORE_CONTEXT_URL,
+            "localId": "ngsi-ld-core-context",
+            "kind": "Cached",
+            "createdAt": self.core_since.to_text(),
+        })
     }
 
     /// Loads the hosted contexts kept in the store.
     pub async fn load_hosted(&self) -> Result<()> {
         let Some(store) = &self.store else { return Ok(()) };
-        for (_, id, doc) in store.list_docs(Some(DEFAULT_TENANT), DocKind::HostedContext).await? {
+        for (tenant, id, doc) in store.list_docs(None, DocKind::HostedContext).await? {
             let url = self.hosted_url(&id);
             let document = doc.get("document").cloned().unwrap_or(Value::Null);
-            self.known
-                .write()
-                .insert(url.clone(), Arc::new(KnownContext::new(url, id, ContextKind::Hosted, document, false)));
+            let mut known = KnownContext::new(url.clone(), id, ContextKind::Hosted, document, false);
+            known.tenant = tenant;
+            self.known.write().insert(url, Arc::new(known));
         }
         Ok(())
     }
@@ -297,23 +321,28 @@ impl Contexts {
         if bytes.len() > MAX_CONTEXT_BYTES {
             return Err(unavailable(format!("larger than {MAX_CONTEXT_BYTES} bytes")));
         }
-        let document: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
-        check_document(url, &document).map_err(|e| unavailable(e.detail))?;
+        // Retrieved but not a context: the request is wrong, not the network (§5.5.6).
+        let document: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| NgsiError::bad_data(format!("the @context at {url} is not JSON: {e}")))?;
+        check_document(url, &document)?;
         Ok(document)
     }
 
     /// Hosts a new context (`POST /jsonldContexts`); returns its URL.
-    pub async fn add_hosted(&self, document: Value) -> Result<Arc<KnownContext>> {
+    pub async fn add_hosted(&self, tenant: &str, document: Value) -> Result<Arc<KnownContext>> {
         check_document("the request body", &document)?;
+        check_shape(&document["@context"])?;
         // Refuse now what would fail at every use later.
         let mut probe = ContextBuilder::from_core();
         self.apply(&mut probe, &document["@context"], 0).await?;
         let local_id = uuid::Uuid::new_v4().to_string();
         if let Some(store) = &self.store {
-            store.put_doc(DEFAULT_TENANT, DocKind::HostedContext, &local_id, &json!({ "document": document })).await?;
+            store.put_doc(tenant, DocKind::HostedContext, &local_id, &json!({ "document": document })).await?;
         }
         let url = self.hosted_url(&local_id);
-        let known = Arc::new(KnownContext::new(url.clone(), local_id, ContextKind::Hosted, document, false));
+        let mut known = KnownContext::new(url.clone(), local_id, ContextKind::Hosted, document, false);
+        known.tenant = tenant.to_string();
+        let known = Arc::new(known);
         self.known.write().insert(url, known.clone());
         Ok(known)
     }
@@ -334,27 +363,36 @@ impl Contexts {
         url
     }
 
-    /// Known contexts, optionally of one kind.
-    pub fn list(&self, kind: Option<ContextKind>) -> Vec<Arc<KnownContext>> {
-        let mut all: Vec<_> =
-            self.known.read().values().filter(|k| kind.is_none_or(|want| k.kind == want)).cloned().collect();
+    /// Known contexts `tenant` can see, optionally of one kind.
+    pub fn list(&self, tenant: &str, kind: Option<ContextKind>) -> Vec<Arc<KnownContext>> {
+        let mut all: Vec<_> = self
+            .known
+            .read()
+            .values()
+            .filter(|k| kind.is_none_or(|want| k.kind == want) && k.visible_to(tenant))
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.url.cmp(&b.url)));
         all
     }
 
-    /// A known context by local id or URL.
-    pub fn get(&self, id_or_url: &str) -> Option<Arc<KnownContext>> {
-        if let Some(k) = self.lookup(id_or_url) {
-            return Some(k);
-        }
-        self.known.read().values().find(|k| k.local_id == id_or_url).cloned()
+    /// A known context `tenant` can see, by local id or URL.
+    pub fn get(&self, tenant: &str, id_or_url: &str) -> Option<Arc<KnownContext>> {
+        let found =
+            self.lookup(id_or_url).or_else(|| self.known.read().values().find(|k| k.local_id == id_or_url).cloned());
+        found.filter(|k| k.visible_to(tenant))
     }
 
     /// Deletes a hosted or cached context; with `reload`, a cached one is fetched again instead.
-    pub async fn delete(&self, id_or_url: &str, reload: bool) -> Result<()> {
-        let known = self
-            .get(id_or_url)
-            .ok_or_else(|| NgsiError::not_found(format!("no @context '{id_or_url}' is hosted or cached here")))?;
+    pub async fn delete(&self, tenant: &str, id_or_url: &str, reload: bool) -> Result<()> {
+        let Some(known) = self.get(tenant, id_or_url) else {
+            // reload only applies to a cached @context: asking it of an unknown one is a bad request.
+            return Err(if reload {
+                NgsiError::bad_data(format!("no cached @context '{id_or_url}' to reload"))
+            } else {
+                NgsiError::not_found(format!("no @context '{id_or_url}' is hosted or cached here"))
+            });
+        };
         if reload {
             if known.kind != ContextKind::Cached {
                 return Err(NgsiError::bad_data("reload=true applies to cached @contexts only"));
@@ -369,7 +407,7 @@ impl Contexts {
             if known.kind == ContextKind::Hosted
                 && let Some(store) = &self.store
             {
-                store.delete_doc(DEFAULT_TENANT, DocKind::HostedContext, &known.local_id).await?;
+                store.delete_doc(&known.tenant, DocKind::HostedContext, &known.local_id).await?;
             }
             self.known.write().remove(&known.url);
         }
@@ -382,6 +420,20 @@ fn check_document(source: &str, document: &Value) -> Result<()> {
     match document.get("@context") {
         Some(Value::Object(_) | Value::Array(_) | Value::String(_)) => Ok(()),
         _ => Err(NgsiError::bad_data(format!("{source} is not a JSON-LD context document (no @context member)"))),
+    }
+}
+
+/// The shape of a `@context` value: a URL, an object, or an array of those (JSON-LD 1.1 §3.1).
+fn check_shape(value: &Value) -> Result<()> {
+    match value {
+        Value::String(_) | Value::Object(_) | Value::Null => Ok(()),
+        Value::Array(items) => items.iter().try_for_each(|i| match i {
+            Value::String(_) | Value::Object(_) => Ok(()),
+            other => {
+                Err(NgsiError::bad_data(format!("a @context array holds {other}: only URLs and objects are allowed")))
+            }
+        }),
+        other => Err(NgsiError::bad_data(format!("@context must be a URL, an object or an array, not {other}"))),
     }
 }
 
@@ -453,7 +505,7 @@ mod tests {
         let contexts = Contexts::new("http://127.0.0.1:1026", None);
         // Port 9 (discard) on loopback refuses connections at once.
         let err = contexts.resolve(&json!("http://127.0.0.1:9/ctx.jsonld")).await.unwrap_err();
-        assert_eq!(err.status(), 503);
+        assert_eq!(err.status(), 504);
         assert!(err.detail.starts_with("fetching http://127.0.0.1:9/ctx.jsonld:"), "{}", err.detail);
     }
 
@@ -478,6 +530,6 @@ mod tests {
             assert_eq!(contexts.resolve(&url).await.unwrap().expand("speed"), "https://example.org/speed");
         }
         assert_eq!(served.load(Ordering::SeqCst), 1);
-        assert_eq!(contexts.list(Some(ContextKind::Cached)).len(), 1);
+        assert_eq!(contexts.list(DEFAULT_TENANT, Some(ContextKind::Cached)).len(), 1);
     }
 }

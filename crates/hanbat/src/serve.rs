@@ -34,6 +34,30 @@ pub struct ServeArgs {
     /// Largest page size a query may ask for.
     #[arg(long, default_value_t = 1000)]
     pub max_page_size: usize,
+    /// Attribute instances per entity in one temporal response; more are paginated (206).
+    #[arg(long, default_value_t = 20)]
+    pub temporal_page_size: usize,
+    /// Prune history recorded longer ago than this (e.g. `90d`); default: keep all.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub history_retention: Option<std::time::Duration>,
+}
+
+#[derive(clap::Parser)]
+struct Defaults {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    /// The command-line defaults with another data folder and listen address.
+    pub fn new(data: PathBuf, listen: SocketAddr) -> Self {
+        let mut args = <Defaults as clap::Parser>::try_parse_from(["hanbat"])
+            .map(|d| d.args)
+            .unwrap_or_else(|e| unreachable!("ServeArgs has defaults for every option: {e}"));
+        args.data = data;
+        args.listen = listen;
+        args
+    }
 }
 
 /// A running broker: its address and the task serving it.
@@ -45,9 +69,12 @@ pub struct Running {
 /// Builds the broker and starts serving; returns once it listens.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let store: Arc<dyn Store> = Arc::new(
-        hanbat_store_sqlite::SqliteStore::open(&args.data)
-            .map_err(|e| anyhow::anyhow!(e.detail))
-            .with_context(|| format!("opening the store in {}", args.data.display()))?,
+        hanbat_store_sqlite::SqliteStore::open_with(
+            &args.data,
+            hanbat_store_sqlite::Options { history_retention: args.history_retention },
+        )
+        .map_err(|e| anyhow::anyhow!(e.detail))
+        .with_context(|| format!("opening the store in {}", args.data.display()))?,
     );
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -65,8 +92,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         let document = serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
         contexts.preload(url, document).map_err(|e| anyhow::anyhow!(e.detail))?;
     }
-    let limits = Limits { default_page: args.page_size, max_page: args.max_page_size };
+    let limits = Limits {
+        default_page: args.page_size,
+        max_page: args.max_page_size,
+        temporal_page: args.temporal_page_size.max(1),
+    };
     let broker = Arc::new(Broker::new(store, contexts, limits));
+    spawn_expiry_sweep(broker.clone());
     // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
     let app = hanbat_api::app_with(AppState::new(broker.clone(), args.max_body), hanbat_web::router(broker));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
@@ -74,6 +106,23 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
     Ok(Running { addr, server })
+}
+
+/// How often transient data past its `expiresAt` is removed from the store (reads hide it from
+/// the instant it expires; the sweep reclaims the space and notifies the deletion).
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn spawn_expiry_sweep(broker: Arc<Broker>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = broker.expire_due().await {
+                tracing::warn!(detail = %e.detail, "expiry sweep failed");
+            }
+        }
+    });
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -40,15 +40,7 @@ fn missing_pieces(web: &Path, chromium: &str) -> Vec<String> {
 
 async fn start_demo(devices: f64, backfill: Duration, data: &Path) -> (String, demo::Demo) {
     let args = DemoArgs {
-        serve: ServeArgs {
-            data: data.to_path_buf(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            contexts: Vec::new(),
-            public_url: None,
-            max_body: 16 << 20,
-            page_size: 20,
-            max_page_size: 1000,
-        },
+        serve: ServeArgs::new(data.to_path_buf(), "127.0.0.1:0".parse().expect("address")),
         // Real time: the browser tests make their own changes; the simulator adds the city's.
         speedup: 1.0,
         devices,

@@ -63,6 +63,25 @@ pub struct Attribute {
     /// Sub-attributes (properties and relationships of this attribute), by expanded name.
     #[serde(rename = "sa", default, skip_serializing_if = "IndexMap::is_empty")]
     pub sub: Attrs,
+    /// Transient attribute instances (§4.22 of V1.9): the broker deletes the instance at this instant.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// `valueType` (non-reified, expanded): the datatype of the value.
+    #[serde(rename = "vt", default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+    /// `entityIdSealed` / `entityTypeSealed` of an `ngsildproof` Property (§4.5.2.2 of V1.9).
+    #[serde(rename = "sl", default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Box<Sealed>>,
+}
+
+/// The non-reified members that seal a proof to its entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Sealed {
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// Expanded types.
+    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    pub entity_types: Vec<String>,
 }
 
 /// The kind of an attribute with its kind-specific payload.
@@ -143,6 +162,9 @@ impl Attribute {
             deleted_at: None,
             previous: None,
             sub: Attrs::new(),
+            expires_at: None,
+            value_type: None,
+            sealed: None,
         }
     }
 
@@ -172,6 +194,9 @@ impl Attribute {
             && self.dataset_id == other.dataset_id
             && self.observed_at == other.observed_at
             && self.unit_code == other.unit_code
+            && self.expires_at == other.expires_at
+            && self.value_type == other.value_type
+            && self.sealed == other.sealed
             && self.sub.len() == other.sub.len()
             && self.sub.iter().all(|(name, mine)| {
                 other.sub.get(name).is_some_and(|theirs| {
@@ -194,6 +219,27 @@ impl Entity {
     /// Whether the entity has one of `types` (expanded).
     pub fn has_any_type(&self, types: &[String]) -> bool {
         self.types.iter().any(|t| types.contains(t))
+    }
+
+    /// The earliest instant at which the entity or one of its attribute instances expires.
+    pub fn next_expiry(&self) -> Option<&Timestamp> {
+        let attrs = self.attrs.values().flatten().filter_map(|a| a.expires_at.as_ref());
+        self.expires_at.iter().chain(attrs).min()
+    }
+
+    /// Whether the whole entity has expired at `now` (§4.22: it is gone from that instant on).
+    pub fn is_expired(&self, now: &Timestamp) -> bool {
+        self.expires_at.as_ref().is_some_and(|at| at <= now)
+    }
+
+    /// Drops the attribute instances that expired at `now`; returns whether any was dropped.
+    pub fn drop_expired_attrs(&mut self, now: &Timestamp) -> bool {
+        let before: usize = self.attrs.values().map(Vec::len).sum();
+        self.attrs.retain(|_, instances| {
+            instances.retain(|a| a.expires_at.as_ref().is_none_or(|at| at > now));
+            !instances.is_empty()
+        });
+        before != self.attrs.values().map(Vec::len).sum::<usize>()
     }
 
     /// Sets the system times of a freshly created entity and all its attributes.

@@ -38,7 +38,8 @@ impl ErrorKind {
             Self::ResourceNotFound | Self::NonexistentTenant => 404,
             Self::InternalError => 500,
             Self::TooComplexQuery | Self::TooManyResults => 403,
-            Self::LdContextNotAvailable => 503,
+            // 504 since V1.8.1 (503 before).
+            Self::LdContextNotAvailable => 504,
             Self::NoMultiTenantSupport => 501,
             Self::NotAcceptable => 406,
             Self::UnsupportedMediaType => 415,

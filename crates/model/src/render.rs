@@ -14,10 +14,10 @@ pub enum Format {
     KeyValues,
 }
 
-/// A language preference list from the `lang` parameter (`ko,en;q=0.8`, or `*` for all).
+/// A language preference list from the `lang` parameter (`ko,en;q=0.8`; `*` for any language).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LangFilter {
-    /// Tags in order of preference; empty means `*` (keep every language).
+    /// Language ranges in order of preference (quality first, then position).
     pub tags: Vec<String>,
 }
 
@@ -38,24 +38,31 @@ impl LangFilter {
             })
             .collect();
         weighted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let tags: Vec<String> = weighted.into_iter().map(|(_, _, t)| t).collect();
-        if tags.iter().any(|t| t == "*") && tags.len() == 1 {
-            return Self { tags: Vec::new() };
-        }
-        Self { tags }
+        Self { tags: weighted.into_iter().map(|(_, _, t)| t).collect() }
     }
 
-    /// Picks the best entry of a language map: the first preferred tag present (exact or as a
-    /// prefix, `en` matching `en-GB`), else `@none`, else the first entry.
+    /// Picks the best entry of a language map (§4.15, RFC 4647 lookup, tags compared without
+    /// case): for each range in order, an exact tag, then the range truncated (`nl-BE` → `nl`),
+    /// then a longer tag it is a prefix of (`en` → `en-US`); `*` takes any. When nothing
+    /// matches: `@none`, else the first entry ("any supported language").
     pub fn pick<'m>(&self, map: &'m Map<String, Value>) -> Option<(&'m str, &'m Value)> {
-        for tag in &self.tags {
-            if tag == "*" {
+        let find = |wanted: &str| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted));
+        for range in &self.tags {
+            if range == "*" {
                 break;
             }
-            if let Some((k, v)) = map.get_key_value(tag.as_str()) {
-                return Some((k.as_str(), v));
+            let mut candidate = range.as_str();
+            loop {
+                if let Some((k, v)) = find(candidate) {
+                    return Some((k.as_str(), v));
+                }
+                match candidate.rfind('-') {
+                    Some(cut) => candidate = &candidate[..cut],
+                    None => break,
+                }
             }
-            if let Some((k, v)) = map.iter().find(|(k, _)| k.split('-').next() == Some(tag.as_str())) {
+            let prefix = format!("{}-", range.to_ascii_lowercase());
+            if let Some((k, v)) = map.iter().find(|(k, _)| k.to_ascii_lowercase().starts_with(&prefix)) {
                 return Some((k.as_str(), v));
             }
         }
@@ -85,9 +92,10 @@ pub fn entity(e: &Entity, ctx: &Context, opts: &Options) -> Map<String, Value> {
         if let Some(d) = &e.deleted_at {
             out.insert("deletedAt".into(), Value::String(d.to_text()));
         }
-    }
-    if let Some(x) = &e.expires_at {
-        out.insert("expiresAt".into(), Value::String(x.to_text()));
+        // expiresAt is a system-managed member: shown with the other system times (§6.3.11).
+        if let Some(x) = &e.expires_at {
+            out.insert("expiresAt".into(), Value::String(x.to_text()));
+        }
     }
     out
 }
@@ -118,9 +126,18 @@ fn sys_times(
 pub fn attrs_into(out: &mut Map<String, Value>, attrs: &Attrs, ctx: &Context, opts: &Options) {
     for (name, instances) in attrs {
         let rendered: Vec<Value> = if opts.format == Format::KeyValues {
-            // Simplified: one value per attribute; the default instance when there are several.
-            let chosen = instances.iter().find(|a| a.dataset_id.is_none()).or(instances.first());
-            chosen.map(|a| key_value(a, ctx, opts)).into_iter().collect()
+            match instances.as_slice() {
+                [] => Vec::new(),
+                [single] if single.dataset_id.is_none() => vec![key_value(single, ctx, opts)],
+                // Simplified multi-instance (§4.5.4): a dataset map, "@none" for the default instance.
+                several => {
+                    let map: Map<String, Value> = several
+                        .iter()
+                        .map(|a| (a.dataset_id.clone().unwrap_or_else(|| "@none".into()), key_value(a, ctx, opts)))
+                        .collect();
+                    vec![json!({ "dataset": map })]
+                }
+            }
         } else {
             instances.iter().map(|a| attribute(a, ctx, opts)).collect()
         };
@@ -150,20 +167,18 @@ pub fn attribute(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
                 out.insert("objectType".into(), types(object_type, ctx));
             }
         }
-        AttrValue::LanguageProperty(map) => {
-            match opts.lang.as_ref().and_then(|l| l.pick(map).filter(|_| !l.tags.is_empty())) {
-                Some((lang, text)) => {
-                    if !concise {
-                        out.insert("type".into(), Value::String("Property".into()));
-                    }
-                    out.insert("value".into(), text.clone());
-                    out.insert("lang".into(), Value::String(lang.into()));
+        AttrValue::LanguageProperty(map) => match opts.lang.as_ref().and_then(|l| l.pick(map)) {
+            Some((lang, text)) => {
+                if !concise {
+                    out.insert("type".into(), Value::String("Property".into()));
                 }
-                None => {
-                    out.insert("languageMap".into(), Value::Object(map.clone()));
-                }
+                out.insert("value".into(), text.clone());
+                out.insert("lang".into(), Value::String(lang.into()));
             }
-        }
+            None => {
+                out.insert("languageMap".into(), Value::Object(map.clone()));
+            }
+        },
         AttrValue::VocabProperty(v) => {
             out.insert("vocab".into(), compact_vocab(v, ctx));
         }
@@ -171,7 +186,7 @@ pub fn attribute(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
             out.insert("valueList".into(), Value::Array(items.clone()));
         }
         AttrValue::ListRelationship(items) => {
-            out.insert("objectList".into(), Value::Array(items.clone()));
+            out.insert("objectList".into(), Value::Array(items.iter().map(object_entry).collect()));
         }
         AttrValue::JsonProperty(v) => {
             out.insert("json".into(), v.clone());
@@ -185,6 +200,17 @@ pub fn attribute(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
     }
     if let Some(u) = &a.unit_code {
         out.insert("unitCode".into(), Value::String(u.clone()));
+    }
+    if let Some(vt) = &a.value_type {
+        out.insert("valueType".into(), Value::String(vt.clone()));
+    }
+    if let Some(sealed) = &a.sealed {
+        if let Some(id) = &sealed.entity_id {
+            out.insert("entityIdSealed".into(), Value::String(id.clone()));
+        }
+        if !sealed.entity_types.is_empty() {
+            out.insert("entityTypeSealed".into(), types(&sealed.entity_types, ctx));
+        }
     }
     if let Some(d) = &a.dataset_id {
         out.insert("datasetId".into(), Value::String(d.clone()));
@@ -207,6 +233,9 @@ pub fn attribute(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
     }
     if opts.sys_attrs {
         sys_times(&mut out, a.created_at.as_ref(), a.modified_at.as_ref());
+        if let Some(x) = &a.expires_at {
+            out.insert("expiresAt".into(), Value::String(x.to_text()));
+        }
     }
     if let Some(d) = &a.deleted_at {
         out.insert("deletedAt".into(), Value::String(d.to_text()));
@@ -224,18 +253,32 @@ pub fn attribute(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
 /// The simplified (keyValues) value of an attribute instance.
 pub fn key_value(a: &Attribute, ctx: &Context, opts: &Options) -> Value {
     match &a.value {
-        AttrValue::Property(v) | AttrValue::GeoProperty(v) | AttrValue::JsonProperty(v) => v.clone(),
+        AttrValue::Property(v) | AttrValue::GeoProperty(v) => v.clone(),
+        // §4.5.4: the kinds whose bare value would read as a Property keep a one-key wrapper.
+        AttrValue::JsonProperty(v) => json!({ "json": v }),
         AttrValue::Relationship { object, .. } => object.clone(),
-        AttrValue::LanguageProperty(map) => {
-            match opts.lang.as_ref().filter(|l| !l.tags.is_empty()).and_then(|l| l.pick(map)) {
-                Some((_, text)) => text.clone(),
-                None => json!({ "languageMap": map }),
-            }
-        }
-        AttrValue::VocabProperty(v) => compact_vocab(v, ctx),
-        AttrValue::ListProperty(items) | AttrValue::ListRelationship(items) => Value::Array(items.clone()),
+        AttrValue::LanguageProperty(map) => match opts.lang.as_ref().and_then(|l| l.pick(map)) {
+            Some((_, text)) => text.clone(),
+            None => json!({ "languageMap": map }),
+        },
+        AttrValue::VocabProperty(v) => json!({ "vocab": compact_vocab(v, ctx) }),
+        AttrValue::ListProperty(items) => Value::Array(items.clone()),
+        AttrValue::ListRelationship(items) => Value::Array(items.iter().map(object_uri).collect()),
         AttrValue::Null => Value::String(crate::entity::NGSI_LD_NULL.into()),
     }
+}
+
+/// An `objectList` entry in normalized form: `{"object": URI}` (§4.5.22.3).
+fn object_entry(item: &Value) -> Value {
+    match item {
+        Value::String(_) => json!({ "object": item }),
+        other => other.clone(),
+    }
+}
+
+/// An `objectList` entry in simplified form: the URI.
+fn object_uri(item: &Value) -> Value {
+    item.get("object").cloned().unwrap_or_else(|| item.clone())
 }
 
 fn compact_vocab(v: &Value, ctx: &Context) -> Value {
@@ -322,5 +365,11 @@ mod tests {
         assert_eq!(out["name"], json!({"type": "Property", "value": "streetlight", "lang": "en"}));
         let f = LangFilter::parse("fr;q=0.5,ko");
         assert_eq!(f.tags, vec!["ko", "fr"]);
+        let map = json!({"fr": "Grand Place", "nl": "Grote Markt", "en-US": "Main Square"});
+        let map = map.as_object().unwrap();
+        assert_eq!(LangFilter::parse("nl-BE").pick(map).unwrap().0, "nl");
+        assert_eq!(LangFilter::parse("FR").pick(map).unwrap().0, "fr");
+        assert_eq!(LangFilter::parse("en").pick(map).unwrap().0, "en-US");
+        assert_eq!(LangFilter::parse("*").pick(map).unwrap().0, "fr");
     }
 }

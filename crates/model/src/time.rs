@@ -44,6 +44,17 @@ impl Timestamp {
         Ok(Self { micros, text: Some(text.into()) })
     }
 
+    /// Parses a user-supplied NGSI-LD DateTime (§4.6.3): ISO 8601 in UTC, ending in `Z`; an
+    /// offset such as `+02:00` is refused. The original text is kept.
+    pub fn parse_utc(text: &str) -> Result<Self> {
+        if !text.ends_with(['Z', 'z']) {
+            return Err(NgsiError::bad_data(format!(
+                "'{text}' is not an NGSI-LD DateTime: it must be in UTC and end with Z (e.g. 2024-05-01T12:00:00Z)"
+            )));
+        }
+        Self::parse(text)
+    }
+
     /// The text as sent by the user, or the canonical UTC form for generated instants.
     pub fn to_text(&self) -> String {
         match &self.text {

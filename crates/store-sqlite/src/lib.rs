@@ -9,12 +9,16 @@
 //!   in step with every commit; `docs` holds subscriptions, registrations and hosted contexts.
 
 mod codec;
+mod history;
 mod schema;
 mod writer;
 
 use async_trait::async_trait;
-use hanbat_model::{Entity, NgsiError, Result};
-use hanbat_store::{Applied, DocKind, EntityQuery, Page, Store, TypeAttrCount, WriteOp};
+use hanbat_model::{Entity, NgsiError, Result, Timestamp};
+use hanbat_store::{
+    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, Store,
+    TypeAttrCount, WriteOp,
+};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
@@ -58,9 +62,24 @@ fn storage(e: impl std::fmt::Display) -> NgsiError {
     NgsiError::internal(format!("storage: {e}"))
 }
 
+/// Settings of the embedded store.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// History older than this is pruned (by the instant it was recorded).
+    pub history_retention: Option<std::time::Duration>,
+}
+
+/// How often the log of history is compacted into chunks (and retention applied).
+const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir`, applying pending migrations.
+    /// Opens (creating if needed) the store in `dir` with default options.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`, applying pending migrations.
+    pub fn open_with(dir: &Path, options: Options) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("hanbat.db");
         let mut conn = Connection::open(&path).map_err(storage)?;
@@ -71,6 +90,23 @@ impl SqliteStore {
             .name("hanbat-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx))
             .map_err(|e| storage(format!("starting the writer thread: {e}")))?;
+        // A weak sender: maintenance stops by itself once the store is dropped.
+        let weak = tx.downgrade();
+        std::thread::Builder::new()
+            .name("hanbat-sqlite-maintenance".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(MAINTENANCE_PERIOD);
+                    let Some(jobs) = weak.upgrade() else { return };
+                    let older_than = options
+                        .history_retention
+                        .map(|r| Timestamp::now().micros().saturating_sub(r.as_micros() as i64));
+                    if jobs.blocking_send(Job::Maintain { older_than }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| storage(format!("starting the maintenance thread: {e}")))?;
         let readers = Readers { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS) };
         Ok(Self { id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed), jobs: tx, readers: Arc::new(readers) })
     }
@@ -161,7 +197,11 @@ fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Result<Page> {
         ));
         args.extend(type_ids);
     }
-    sql.push_str(" ORDER BY e.rid");
+    sql.push_str(match q.order_by_id {
+        None => " ORDER BY e.rid",
+        Some(Order::Ascending) => " ORDER BY e.id",
+        Some(Order::Descending) => " ORDER BY e.id DESC",
+    });
     let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
     let mut page = Vec::new();
@@ -209,6 +249,11 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>> {
+        let at = now.clone();
+        self.submit(|reply| Job::Expire { at, reply }).await
+    }
+
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
         let (tenant, query) = (tenant.to_string(), query.clone());
         self.read(move |conn| match tenant_id(conn, &tenant)? {
@@ -216,6 +261,20 @@ impl Store for SqliteStore {
             None => Ok(Page { entities: Vec::new(), count: query.count.then_some(0) }),
         })
         .await
+    }
+
+    async fn history(&self, tenant: &str, query: &HistoryQuery) -> Result<HistoryPage> {
+        let (tenant, query) = (tenant.to_string(), query.clone());
+        self.read(move |conn| match tenant_id(conn, &tenant)? {
+            Some(t) => history::query(conn, t, &query),
+            None => Ok(HistoryPage { entities: Vec::new(), count: query.select.count.then_some(0) }),
+        })
+        .await
+    }
+
+    async fn write_history(&self, tenant: &str, op: HistoryOp) -> Result<HistoryOutcome> {
+        let tenant = tenant.to_string();
+        self.submit(|reply| Job::History { tenant, op: Box::new(op), reply }).await
     }
 
     async fn type_attr_counts(&self, tenant: &str) -> Result<Vec<TypeAttrCount>> {

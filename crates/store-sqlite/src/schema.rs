@@ -27,6 +27,38 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(tenant, kind, id)
     ) WITHOUT ROWID;
     ",
+    // 2: history. Each committed change appends one `t_log` record (the attribute instances it
+    // wrote, in the codec of hanbat-temporal); compaction moves log records into per-series
+    // chunks (`t_chunks`, a few bytes per numeric sample). `t_entities` keeps what the temporal
+    // API reports of an entity after it is deleted.
+    "
+    CREATE TABLE t_entities(
+        tid INTEGER PRIMARY KEY,
+        tenant INTEGER NOT NULL, id TEXT NOT NULL,
+        types TEXT NOT NULL, scopes TEXT NOT NULL DEFAULT '[]',
+        created INTEGER NOT NULL, modified INTEGER NOT NULL, deleted INTEGER,
+        UNIQUE(tenant, id)
+    );
+    -- AUTOINCREMENT: record ids are instance ids; they must never be reused once compacted away.
+    CREATE TABLE t_log(rec INTEGER PRIMARY KEY AUTOINCREMENT, tid INTEGER NOT NULL, body BLOB NOT NULL);
+    CREATE INDEX t_log_by_entity ON t_log(tid);
+    CREATE TABLE t_series(
+        sid INTEGER PRIMARY KEY, tid INTEGER NOT NULL, attr INTEGER NOT NULL, dataset TEXT NOT NULL,
+        UNIQUE(tid, attr, dataset)
+    );
+    CREATE TABLE t_chunks(
+        sid INTEGER NOT NULL, first_rec INTEGER NOT NULL, n INTEGER NOT NULL,
+        obs_min INTEGER, obs_max INTEGER, rec_min INTEGER NOT NULL, rec_max INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(sid, first_rec)
+    ) WITHOUT ROWID;
+    ",
+    // 3: transient data (§4.22): the earliest expiresAt of an entity or its attributes, so the
+    // expiry sweep finds due entities by index instead of scanning.
+    "
+    ALTER TABLE entities ADD COLUMN expires INTEGER;
+    CREATE INDEX entities_by_expiry ON entities(expires) WHERE expires IS NOT NULL;
+    ",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

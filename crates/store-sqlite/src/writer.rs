@@ -5,9 +5,9 @@
 //! transaction and acknowledges them after the commit. Under load many small writes share one
 //! fsync; with a single client a write costs one commit, as before.
 
-use crate::codec;
+use crate::{codec, history};
 use hanbat_model::{NgsiError, Result, Timestamp};
-use hanbat_store::{Applied, DocKind, WriteOp, ops};
+use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -17,9 +17,39 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_OPS_PER_COMMIT: usize = 20_000;
 
 pub(crate) enum Job {
-    Write { tenant: String, ops: Vec<WriteOp>, reply: oneshot::Sender<Result<Vec<Result<Applied>>>> },
-    PutDoc { tenant: String, kind: DocKind, id: String, body: String, reply: oneshot::Sender<Result<()>> },
-    DeleteDoc { tenant: String, kind: DocKind, id: String, reply: oneshot::Sender<Result<bool>> },
+    Write {
+        tenant: String,
+        ops: Vec<WriteOp>,
+        reply: oneshot::Sender<Result<Vec<Result<Applied>>>>,
+    },
+    PutDoc {
+        tenant: String,
+        kind: DocKind,
+        id: String,
+        body: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    DeleteDoc {
+        tenant: String,
+        kind: DocKind,
+        id: String,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// Expire what is due at `at` (§4.22).
+    Expire {
+        at: Timestamp,
+        reply: oneshot::Sender<Result<Vec<Change>>>,
+    },
+    History {
+        tenant: String,
+        op: Box<HistoryOp>,
+        reply: oneshot::Sender<Result<HistoryOutcome>>,
+    },
+    /// Moves history log records into chunks; `older_than` also prunes history recorded
+    /// before that instant (retention).
+    Maintain {
+        older_than: Option<i64>,
+    },
 }
 
 impl Job {
@@ -36,6 +66,9 @@ enum Done {
     Write(oneshot::Sender<Result<Vec<Result<Applied>>>>, Vec<Result<Applied>>),
     PutDoc(oneshot::Sender<Result<()>>),
     DeleteDoc(oneshot::Sender<Result<bool>>, bool),
+    Expire(oneshot::Sender<Result<Vec<Change>>>, Vec<Change>),
+    History(oneshot::Sender<Result<HistoryOutcome>>, Result<HistoryOutcome>),
+    Maintained,
 }
 
 impl Done {
@@ -45,6 +78,9 @@ impl Done {
             Done::Write(reply, results) => drop(reply.send(Ok(results))),
             Done::PutDoc(reply) => drop(reply.send(Ok(()))),
             Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
+            Done::Expire(reply, changes) => drop(reply.send(Ok(changes))),
+            Done::History(reply, outcome) => drop(reply.send(outcome)),
+            Done::Maintained => {}
         }
     }
 
@@ -53,13 +89,16 @@ impl Done {
             Done::Write(reply, _) => drop(reply.send(Err(err))),
             Done::PutDoc(reply) => drop(reply.send(Err(err))),
             Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
+            Done::Expire(reply, _) => drop(reply.send(Err(err))),
+            Done::History(reply, _) => drop(reply.send(Err(err))),
+            Done::Maintained => {}
         }
     }
 }
 
 /// Interned ids of tenants and names, valid for committed rows only: cleared when a commit fails.
 #[derive(Default)]
-struct Ids {
+pub(crate) struct Ids {
     tenants: HashMap<String, i64>,
     names: HashMap<String, i64>,
 }
@@ -75,7 +114,7 @@ impl Ids {
         Ok(id)
     }
 
-    fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
+    pub(crate) fn name(&mut self, tx: &Transaction, iri: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.names.get(iri) {
             return Ok(*id);
         }
@@ -150,6 +189,9 @@ fn fail_job(job: Job, err: NgsiError) {
         Job::Write { reply, .. } => drop(reply.send(Err(err))),
         Job::PutDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
+        Job::Expire { reply, .. } => drop(reply.send(Err(err))),
+        Job::History { reply, .. } => drop(reply.send(Err(err))),
+        Job::Maintain { .. } => {}
     }
 }
 
@@ -177,6 +219,26 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
                 Err(e) => Err((Done::PutDoc(reply), e)),
             }
         }
+        Job::Expire { at, reply } => match expire_due(tx, ids, counts, &at) {
+            Ok(changes) => Ok(Done::Expire(reply, changes)),
+            Err(e) => Err((Done::Expire(reply, Vec::new()), e)),
+        },
+        Job::History { tenant, op, reply } => {
+            match ids.tenant(tx, &tenant).and_then(|t| history::apply_op(tx, ids, t, *op)) {
+                Ok(outcome) => Ok(Done::History(reply, outcome)),
+                Err(e) => Err((Done::History(reply, Err(NgsiError::internal("storage"))), e)),
+            }
+        }
+        Job::Maintain { older_than } => {
+            let pruned = match older_than {
+                Some(t) => history::prune(tx, t),
+                None => Ok(0),
+            };
+            match pruned.and_then(|_| history::compact(tx)) {
+                Ok(_) => Ok(Done::Maintained),
+                Err(e) => Err((Done::Maintained, e)),
+            }
+        }
         Job::DeleteDoc { tenant, kind, id, reply } => {
             let r = ids.tenant(tx, &tenant).and_then(|t| {
                 tx.prepare_cached("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?.execute(params![
@@ -191,6 +253,32 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             }
         }
     }
+}
+
+/// Applies [`WriteOp::Expire`] to every entity with something due at `at`; the op itself
+/// decides (with the commit's time) what goes.
+fn expire_due(
+    tx: &Transaction,
+    ids: &mut Ids,
+    counts: &mut CountDeltas,
+    at: &Timestamp,
+) -> rusqlite::Result<Vec<Change>> {
+    let due: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT t.name, e.id FROM entities e JOIN tenants t ON t.id = e.tenant
+             WHERE e.expires IS NOT NULL AND e.expires <= ?1 ORDER BY e.expires",
+        )?
+        .query_map([at.micros()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changes = Vec::new();
+    for (tenant, id) in due {
+        if let Ok(applied) = write_one(tx, ids, counts, &tenant, WriteOp::Expire { id }, at)?
+            && let Some(change) = applied.change
+        {
+            changes.push(change);
+        }
+    }
+    Ok(changes)
 }
 
 /// Applies one op inside the transaction. The outer error is a storage failure (rolls back the
@@ -220,6 +308,7 @@ fn write_one(
         Err(e) => return Ok(Err(e)),
     };
     let Some(change) = &applied.change else { return Ok(Ok(applied)) };
+    history::record_change(tx, ids, tenant_id, change)?;
     if let Some(before) = &change.previous {
         counts.add(tx, ids, tenant_id, before, -1)?;
     }
@@ -229,8 +318,8 @@ fn write_one(
                 Ok(d) => d,
                 Err(e) => return Ok(Err(e)),
             };
-            tx.prepare_cached("INSERT INTO entities(tenant, id, doc) VALUES (?1, ?2, ?3)")?
-                .execute(params![tenant_id, next.id, doc])?;
+            tx.prepare_cached("INSERT INTO entities(tenant, id, doc, expires) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![tenant_id, next.id, doc, next.next_expiry().map(Timestamp::micros)])?;
             let rid = tx.last_insert_rowid();
             for t in &next.types {
                 let type_id = ids.name(tx, t)?;
@@ -244,7 +333,11 @@ fn write_one(
                 Ok(d) => d,
                 Err(e) => return Ok(Err(e)),
             };
-            tx.prepare_cached("UPDATE entities SET doc = ?1 WHERE rid = ?2")?.execute(params![doc, rid])?;
+            tx.prepare_cached("UPDATE entities SET doc = ?1, expires = ?2 WHERE rid = ?3")?.execute(params![
+                doc,
+                next.next_expiry().map(Timestamp::micros),
+                rid
+            ])?;
             let before_types = change.previous.as_ref().map(|p| p.types.as_slice()).unwrap_or_default();
             if before_types != next.types.as_slice() {
                 tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?

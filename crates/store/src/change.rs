@@ -43,6 +43,9 @@ pub struct Change {
     /// The instant of the write: every instance it touched has this `modifiedAt`.
     pub at: Timestamp,
     pub attrs: Vec<AttrChange>,
+    /// Set by temporal writes: the instances to record in history (several per attribute over
+    /// time, nulls for deletions) instead of the instances the change left in the entity.
+    pub history: Option<hanbat_model::Attrs>,
 }
 
 impl Change {

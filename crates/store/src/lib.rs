@@ -6,6 +6,8 @@
 //! `Arc<dyn Store>` only.
 //!
 //! What a store must guarantee:
+//! - every committed change is recorded as history (its attribute instances, deletions
+//!   included) in the same transaction;
 //! - a batch of [`WriteOp`]s is applied with the semantics of [`ops::apply`], in order, in one
 //!   transaction, and the call returns only once that transaction is durable;
 //! - every op that changed something yields one [`Change`], in commit order per entity;
@@ -13,13 +15,15 @@
 //! - queries page in a stable order (creation order), so `offset`/`limit` never skip or repeat.
 
 pub mod change;
+pub mod history;
 pub mod ops;
 
 pub use change::{AttrChange, AttrChangeKind, Change, ChangeKind};
+pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, InstancePage, TemporalEntity};
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
-use hanbat_model::{Entity, Result};
+use hanbat_model::{Entity, Result, Timestamp};
 use hanbat_query::{GeoQuery, Pattern, Query, ScopeQuery, TypeQuery};
 use serde_json::Value;
 
@@ -64,6 +68,15 @@ pub struct EntityQuery {
     pub offset: usize,
     /// Also count every match (`count=true`).
     pub count: bool,
+    /// `orderBy=id` (§4.23 of V1.9): by entity id, descending when `Descending`; otherwise in
+    /// creation order.
+    pub order_by_id: Option<Order>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
 }
 
 impl EntityQuery {
@@ -156,8 +169,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<Entity>>;
 
+    /// Transient data (§4.22 of V1.9): applies [`WriteOp::Expire`] to every entity, in every
+    /// tenant, that holds something (itself or an attribute instance) expiring at or before
+    /// `now`, in one durable transaction; returns the changes, in commit order.
+    async fn expire(&self, now: &Timestamp) -> Result<Vec<Change>>;
+
     /// Entities matching the query, one page of them in creation order.
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page>;
+
+    /// History of the entities the query selects (temporal API reads).
+    async fn history(&self, tenant: &str, query: &HistoryQuery) -> Result<HistoryPage>;
+
+    /// Edits history (temporal API writes), durably.
+    async fn write_history(&self, tenant: &str, op: HistoryOp) -> Result<HistoryOutcome>;
 
     /// Per type: the entity count and, per attribute and kind, how many entities have it.
     async fn type_attr_counts(&self, tenant: &str) -> Result<Vec<TypeAttrCount>>;

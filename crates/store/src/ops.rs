@@ -5,8 +5,13 @@
 //! means the embedded and the PostgreSQL stores cannot disagree on what a merge or an append does.
 
 use crate::change::{AttrChange, AttrChangeKind, Change, ChangeKind};
+use hanbat_model::entity::NGSI_LD_NULL;
 use hanbat_model::{AttrValue, Attribute, Attrs, Entity, NgsiError, Result, Timestamp};
+use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// The expanded name under which `scope` is addressed as an attribute (`DELETE …/attrs/scope`).
+pub const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
 
 /// One write, as the API layer hands it to the store. Names are expanded.
 #[derive(Debug, Clone)]
@@ -24,27 +29,42 @@ pub enum WriteOp {
     Append { id: String, fragment: Entity, overwrite: bool },
     /// `PATCH /entities/{id}/attrs`: replace existing attributes only.
     Update { id: String, fragment: Entity },
-    /// `PATCH /entities/{id}/attrs/{attrId}`: merge into one existing attribute instance.
-    PatchAttr { id: String, name: String, fragment: Attribute },
+    /// `PATCH /entities/{id}/attrs/{attrId}`: merge into one existing attribute instance, or
+    /// delete it (`delete`: the fragment's value is the NGSI-LD null). `kind`, when the
+    /// fragment declares one, must be the instance's kind.
+    PatchAttr { id: String, name: String, fragment: Attribute, kind: Option<&'static str>, delete: bool },
     /// `PUT /entities/{id}/attrs/{attrId}`: replace one existing attribute instance.
     ReplaceAttr { id: String, name: String, attribute: Attribute },
     /// `DELETE /entities/{id}/attrs/{attrId}`: one instance, or all with `all`.
     DeleteAttr { id: String, name: String, dataset_id: Option<String>, all: bool },
     /// `DELETE /entities/{id}`, batch delete.
     Delete { id: String },
+    /// `POST /temporal/entities` (and `…/{id}/attrs` with `create` false): instances over time;
+    /// the entity takes the latest instance of each attribute, history records them all.
+    Temporal { entity: Entity, create: bool },
+    /// Transient entities (§4.22): delete the entity, or its attribute instances, whose
+    /// `expiresAt` has passed at the time of the write.
+    Expire { id: String },
+    /// `op`, only if the entity has one of `types` (expanded; the `type` selector of §4.17 on
+    /// entity operations): otherwise the entity counts as not found.
+    Typed { types: Vec<String>, op: Box<WriteOp> },
 }
 
 impl WriteOp {
     pub fn entity_id(&self) -> &str {
         match self {
-            Self::Create(e) | Self::Upsert { entity: e, .. } | Self::Replace(e) => &e.id,
+            Self::Create(e) | Self::Upsert { entity: e, .. } | Self::Replace(e) | Self::Temporal { entity: e, .. } => {
+                &e.id
+            }
             Self::Merge { id, .. }
             | Self::Append { id, .. }
             | Self::Update { id, .. }
             | Self::PatchAttr { id, .. }
             | Self::ReplaceAttr { id, .. }
             | Self::DeleteAttr { id, .. }
-            | Self::Delete { id } => id,
+            | Self::Delete { id }
+            | Self::Expire { id } => id,
+            Self::Typed { op, .. } => op.entity_id(),
         }
     }
 }
@@ -128,9 +148,13 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
             let cur = current.ok_or_else(|| missing(&id))?;
             Ok(update(cur, fragment, tenant, now))
         }
-        WriteOp::PatchAttr { id, name, fragment } => {
+        WriteOp::PatchAttr { id, name, fragment, kind, delete } => {
             let cur = current.ok_or_else(|| missing(&id))?;
-            patch_attr(cur, name, fragment, tenant, now)
+            if delete {
+                let dataset_id = fragment.dataset_id;
+                return delete_attr(cur, name, dataset_id, false, tenant, now);
+            }
+            patch_attr(cur, name, fragment, kind, tenant, now)
         }
         WriteOp::ReplaceAttr { id, name, attribute } => {
             let cur = current.ok_or_else(|| missing(&id))?;
@@ -140,27 +164,56 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
             let cur = current.ok_or_else(|| missing(&id))?;
             delete_attr(cur, name, dataset_id, all, tenant, now)
         }
+        WriteOp::Temporal { entity, create } => temporal(current, entity, create, tenant, now),
+        WriteOp::Typed { types, op } => match current {
+            Some(cur) if !cur.has_any_type(&types) => {
+                Err(NgsiError::not_found(format!("entity '{}' exists but has none of the types asked for", cur.id)))
+            }
+            current => apply(*op, current, tenant, now),
+        },
+        WriteOp::Expire { id } => {
+            let Some(cur) = current else {
+                return Ok(Applied { outcome: no_outcome(), change: None });
+            };
+            if cur.is_expired(now) {
+                return Ok(deleted(id, cur, tenant, now));
+            }
+            let mut next = cur.clone();
+            if !next.drop_expired_attrs(now) {
+                return Ok(Applied { outcome: no_outcome(), change: None });
+            }
+            Ok(updated(cur, next, no_outcome(), tenant, now))
+        }
         WriteOp::Delete { id } => {
             let cur = current.ok_or_else(|| missing(&id))?;
-            let attrs = cur
-                .attrs
-                .iter()
-                .flat_map(|(n, is)| is.iter().map(move |a| attr_change(n, a, AttrChangeKind::Deleted)))
-                .collect();
-            let change = Change {
-                tenant: tenant.to_string(),
-                id,
-                kind: ChangeKind::Deleted,
-                entity: Arc::new(cur),
-                previous: None,
-                at: now.clone(),
-                attrs,
-            };
-            Ok(Applied {
-                outcome: Outcome { status: Status::Deleted, updated: Vec::new(), not_updated: Vec::new() },
-                change: Some(change),
-            })
+            Ok(deleted(id, cur, tenant, now))
         }
+    }
+}
+
+fn no_outcome() -> Outcome {
+    Outcome { status: Status::Updated, updated: Vec::new(), not_updated: Vec::new() }
+}
+
+fn deleted(id: String, cur: Entity, tenant: &str, now: &Timestamp) -> Applied {
+    let attrs = cur
+        .attrs
+        .iter()
+        .flat_map(|(n, is)| is.iter().map(move |a| attr_change(n, a, AttrChangeKind::Deleted)))
+        .collect();
+    let change = Change {
+        tenant: tenant.to_string(),
+        id,
+        kind: ChangeKind::Deleted,
+        entity: Arc::new(cur),
+        previous: None,
+        at: now.clone(),
+        attrs,
+        history: None,
+    };
+    Applied {
+        outcome: Outcome { status: Status::Deleted, updated: Vec::new(), not_updated: Vec::new() },
+        change: Some(change),
     }
 }
 
@@ -184,6 +237,7 @@ fn created(entity: Entity, tenant: &str, now: &Timestamp) -> Applied {
         previous: None,
         at: now.clone(),
         attrs,
+        history: None,
     };
     Applied { outcome, change: Some(change) }
 }
@@ -209,7 +263,8 @@ fn updated(before: Entity, mut after: Entity, outcome: Outcome, tenant: &str, no
             }
         }
     }
-    let entity_changed = before.types != after.types || before.scopes != after.scopes;
+    let entity_changed =
+        before.types != after.types || before.scopes != after.scopes || before.expires_at != after.expires_at;
     if attrs.is_empty() && !entity_changed {
         return Applied { outcome, change: None };
     }
@@ -222,6 +277,7 @@ fn updated(before: Entity, mut after: Entity, outcome: Outcome, tenant: &str, no
         previous: Some(Arc::new(before)),
         at: now.clone(),
         attrs,
+        history: None,
     };
     Applied { outcome, change: Some(change) }
 }
@@ -282,14 +338,48 @@ fn remove_instance(attrs: &mut Attrs, name: &str, dataset_id: Option<&str>) -> b
     removed
 }
 
+/// What a fragment's `scope` asks for (§4.18): nothing, deletion (the NGSI-LD null), or values.
+enum ScopeChange {
+    None,
+    Delete,
+    Set(Vec<String>),
+}
+
+fn scope_change(fragment_scopes: Vec<String>) -> ScopeChange {
+    match fragment_scopes.as_slice() {
+        [] => ScopeChange::None,
+        [only] if only == NGSI_LD_NULL => ScopeChange::Delete,
+        _ => ScopeChange::Set(fragment_scopes),
+    }
+}
+
+/// Entity-level members of a fragment that every partial write applies alike.
+fn apply_entity_members(next: &mut Entity, fragment: &Entity) {
+    add_types(next, fragment.types.clone());
+    if let Some(at) = &fragment.expires_at {
+        next.expires_at = Some(at.clone());
+    }
+}
+
+/// Append (§5.6.3): new attributes are added, existing instances overwritten unless
+/// `overwrite` is false; `scope` is replaced, or extended with `noOverwrite`.
 fn append(cur: Entity, fragment: Entity, overwrite: bool, tenant: &str, now: &Timestamp) -> Result<Applied> {
     let mut next = cur.clone();
-    add_types(&mut next, fragment.types);
-    if !fragment.scopes.is_empty() {
-        next.scopes = fragment.scopes;
-    }
+    apply_entity_members(&mut next, &fragment);
     let mut done = Vec::new();
     let mut not_updated = Vec::new();
+    match scope_change(fragment.scopes) {
+        ScopeChange::None => {}
+        ScopeChange::Delete => next.scopes.clear(),
+        ScopeChange::Set(scopes) if overwrite => next.scopes = scopes,
+        ScopeChange::Set(scopes) => {
+            for scope in scopes {
+                if !next.scopes.contains(&scope) {
+                    next.scopes.push(scope);
+                }
+            }
+        }
+    }
     for (name, instances) in fragment.attrs {
         for incoming in instances {
             if incoming.value.is_null() {
@@ -310,24 +400,29 @@ fn append(cur: Entity, fragment: Entity, overwrite: bool, tenant: &str, now: &Ti
     Ok(updated(cur, next, ok_outcome(done, not_updated), tenant, now))
 }
 
+/// Update (§5.6.2): each instance of the fragment replaces the instance with the same datasetId
+/// whole (§5.5.8 example 2) or, when there is none, is added (the ETSI suite's reading, see
+/// docs/conformance.md); the NGSI-LD null deletes. `scope` is replaced only if the entity has one.
 fn update(cur: Entity, fragment: Entity, tenant: &str, now: &Timestamp) -> Applied {
     let mut next = cur.clone();
-    add_types(&mut next, fragment.types);
+    apply_entity_members(&mut next, &fragment);
     let mut done = Vec::new();
     let mut not_updated = Vec::new();
+    match scope_change(fragment.scopes) {
+        ScopeChange::None => {}
+        _ if next.scopes.is_empty() => {
+            not_updated.push(NotUpdated { name: SCOPE_IRI.into(), reason: "the entity has no scope to update".into() })
+        }
+        ScopeChange::Delete => next.scopes.clear(),
+        ScopeChange::Set(scopes) => next.scopes = scopes,
+    }
     for (name, instances) in fragment.attrs {
         for incoming in instances {
-            let exists = next.instance(&name, incoming.dataset_id.as_deref()).is_some();
-            if !exists {
-                let reason = match &incoming.dataset_id {
-                    Some(d) => format!("attribute has no instance with datasetId '{d}'"),
-                    None => "attribute does not exist".to_string(),
-                };
-                not_updated.push(NotUpdated { name: name.clone(), reason });
-                continue;
-            }
             if incoming.value.is_null() {
-                remove_instance(&mut next.attrs, &name, incoming.dataset_id.as_deref());
+                if !remove_instance(&mut next.attrs, &name, incoming.dataset_id.as_deref()) {
+                    not_updated.push(NotUpdated { name: name.clone(), reason: "attribute does not exist".into() });
+                    continue;
+                }
             } else {
                 put_instance(&mut next.attrs, &name, incoming, now);
             }
@@ -340,9 +435,11 @@ fn update(cur: Entity, fragment: Entity, tenant: &str, now: &Timestamp) -> Appli
 
 fn merge(cur: Entity, fragment: Entity, tenant: &str, now: &Timestamp) -> Applied {
     let mut next = cur.clone();
-    add_types(&mut next, fragment.types);
-    if !fragment.scopes.is_empty() {
-        next.scopes = fragment.scopes;
+    apply_entity_members(&mut next, &fragment);
+    match scope_change(fragment.scopes) {
+        ScopeChange::None => {}
+        ScopeChange::Delete => next.scopes.clear(),
+        ScopeChange::Set(scopes) => next.scopes = scopes,
     }
     let mut done = Vec::new();
     for (name, instances) in fragment.attrs {
@@ -369,6 +466,9 @@ fn merge_attr(attrs: &mut Attrs, name: &str, patch: Attribute, now: &Timestamp) 
             is.retain(|a| !a.value.is_null());
             !is.is_empty()
         });
+        if let AttrValue::Property(v) = &mut fresh.value {
+            strip_nulls(v);
+        }
         fresh.stamp(now);
         slot.push(fresh);
         return;
@@ -377,14 +477,33 @@ fn merge_attr(attrs: &mut Attrs, name: &str, patch: Attribute, now: &Timestamp) 
 }
 
 fn merge_into(existing: &mut Attribute, patch: Attribute, now: &Timestamp) {
-    if !patch.value.is_null() {
-        existing.value = patch.value;
+    match (&mut existing.value, patch.value) {
+        (_, AttrValue::Null) => {}
+        // §5.5.12: a compound value is merged key by key (RFC 7396), a null removing the key.
+        (AttrValue::Property(Value::Object(current)), AttrValue::Property(Value::Object(update))) => {
+            merge_patch(current, update)
+        }
+        (_, mut value) => {
+            if let AttrValue::Property(v) = &mut value {
+                strip_nulls(v);
+            }
+            existing.value = value;
+        }
     }
     if patch.observed_at.is_some() {
         existing.observed_at = patch.observed_at;
     }
     if patch.unit_code.is_some() {
         existing.unit_code = patch.unit_code;
+    }
+    if patch.expires_at.is_some() {
+        existing.expires_at = patch.expires_at;
+    }
+    if patch.value_type.is_some() {
+        existing.value_type = patch.value_type;
+    }
+    if patch.sealed.is_some() {
+        existing.sealed = patch.sealed;
     }
     if !matches!(existing.value, AttrValue::Property(_)) {
         existing.unit_code = None;
@@ -401,7 +520,44 @@ fn merge_into(existing: &mut Attribute, patch: Attribute, now: &Timestamp) {
     existing.modified_at = Some(now.clone());
 }
 
-fn patch_attr(cur: Entity, name: String, fragment: Attribute, tenant: &str, now: &Timestamp) -> Result<Applied> {
+/// Whether a member of a merge patch removes the key (JSON null or the NGSI-LD null).
+fn removes(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some(NGSI_LD_NULL)
+}
+
+/// RFC 7396 merge of `update` into `target`.
+fn merge_patch(target: &mut Map<String, Value>, update: Map<String, Value>) {
+    for (key, value) in update {
+        if removes(&value) {
+            target.remove(&key);
+            continue;
+        }
+        match (target.get_mut(&key), value) {
+            (Some(Value::Object(inner)), Value::Object(patch)) => merge_patch(inner, patch),
+            (_, mut value) => {
+                strip_nulls(&mut value);
+                target.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Drops removal markers from a value that has nothing to merge into.
+fn strip_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, v| !removes(v));
+        map.values_mut().for_each(strip_nulls);
+    }
+}
+
+fn patch_attr(
+    cur: Entity,
+    name: String,
+    fragment: Attribute,
+    kind: Option<&'static str>,
+    tenant: &str,
+    now: &Timestamp,
+) -> Result<Applied> {
     let mut next = cur.clone();
     let dataset_id = fragment.dataset_id.clone();
     let existing = next
@@ -409,6 +565,14 @@ fn patch_attr(cur: Entity, name: String, fragment: Attribute, tenant: &str, now:
         .get_mut(&name)
         .and_then(|is| is.iter_mut().find(|a| a.dataset_id == dataset_id))
         .ok_or_else(|| attr_missing(&cur.id, &name, dataset_id.as_deref()))?;
+    if let Some(kind) = kind
+        && kind != existing.value.type_name()
+    {
+        return Err(NgsiError::bad_data(format!(
+            "attribute '{name}' is a {}; a partial update cannot make it a {kind}",
+            existing.value.type_name()
+        )));
+    }
     merge_into(existing, fragment, now);
     Ok(updated(cur, next, ok_outcome(vec![name], Vec::new()), tenant, now))
 }
@@ -431,7 +595,12 @@ fn delete_attr(
     now: &Timestamp,
 ) -> Result<Applied> {
     let mut next = cur.clone();
-    let removed = if all {
+    let removed = if name == SCOPE_IRI && !cur.attrs.contains_key(SCOPE_IRI) {
+        // `scope` is deletable like an attribute (§4.18).
+        let had = !next.scopes.is_empty();
+        next.scopes.clear();
+        had
+    } else if all {
         next.attrs.shift_remove(&name).is_some()
     } else {
         remove_instance(&mut next.attrs, &name, dataset_id.as_deref())
@@ -440,6 +609,63 @@ fn delete_attr(
         return Err(attr_missing(&cur.id, &name, dataset_id.as_deref()));
     }
     Ok(updated(cur, next, ok_outcome(vec![name], Vec::new()), tenant, now))
+}
+
+/// The latest instance of each (attribute, datasetId) of a temporal payload: the one with the
+/// latest `observedAt`, or the last one given.
+fn latest_instances(attrs: &Attrs) -> Attrs {
+    let mut latest = Attrs::new();
+    for (name, instances) in attrs {
+        let slot: &mut Vec<Attribute> = latest.entry(name.clone()).or_default();
+        for a in instances {
+            match slot.iter_mut().find(|l| l.dataset_id == a.dataset_id) {
+                Some(l) if a.observed_at >= l.observed_at => *l = a.clone(),
+                Some(_) => {}
+                None => slot.push(a.clone()),
+            }
+        }
+    }
+    latest
+}
+
+fn temporal(current: Option<Entity>, entity: Entity, create: bool, tenant: &str, now: &Timestamp) -> Result<Applied> {
+    let history = entity.attrs.clone();
+    let fragment = Entity { attrs: latest_instances(&entity.attrs), ..entity };
+    let (mut applied, before) = match current {
+        None if !create => return Err(missing(&fragment.id)),
+        None => {
+            let mut fresh = fragment;
+            fresh.attrs.retain(|_, instances| {
+                instances.retain(|a| !a.value.is_null());
+                !instances.is_empty()
+            });
+            fresh.stamp_created(now);
+            (created(fresh, tenant, now), None)
+        }
+        Some(cur) => {
+            let before = Arc::new(cur.clone());
+            (append(cur, fragment, true, tenant, now)?, Some(before))
+        }
+    };
+    // Instances that leave the current entity as it was still have history to record.
+    if applied.change.is_none()
+        && let Some(entity) = before
+    {
+        applied.change = Some(Change {
+            tenant: tenant.to_string(),
+            id: entity.id.clone(),
+            kind: ChangeKind::Updated,
+            previous: Some(entity.clone()),
+            entity,
+            at: now.clone(),
+            attrs: Vec::new(),
+            history: None,
+        });
+    }
+    if let Some(change) = applied.change.as_mut() {
+        change.history = Some(history);
+    }
+    Ok(applied)
 }
 
 fn attr_missing(id: &str, name: &str, dataset_id: Option<&str>) -> NgsiError {
@@ -526,15 +752,59 @@ mod tests {
     }
 
     #[test]
-    fn update_only_touches_existing_and_no_change_means_no_event() {
-        let stored = apply(WriteOp::Create(entity(&[("p", Attribute::property(json!(1)))])), None, T, &ts(1))
+    fn update_replaces_whole_instances_and_adds_new_ones() {
+        let mut p = Attribute::property(json!(1));
+        p.unit_code = Some("CEL".into());
+        let stored = apply(WriteOp::Create(entity(&[("p", p)])), None, T, &ts(1)).unwrap().to_persist().cloned();
+        let frag = entity(&[("p", Attribute::property(json!(2))), ("new", Attribute::property(json!(3)))]);
+        let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap();
+        let next = applied.to_persist().cloned().unwrap();
+        assert_eq!(next.attrs["p"][0].unit_code, None);
+        assert!(next.attrs.contains_key("new"));
+        let mut scoped = entity(&[]);
+        scoped.scopes = vec!["/a".into()];
+        let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: scoped }, Some(next), T, &ts(3)).unwrap();
+        assert_eq!(applied.outcome.not_updated[0].name, SCOPE_IRI);
+        assert!(applied.change.is_none());
+    }
+
+    #[test]
+    fn merge_patches_compound_values_and_type_selector_gates() {
+        let stored = apply(
+            WriteOp::Create(entity(&[("a", Attribute::property(json!({"street": "x", "city": "B", "country": "D"})))])),
+            None,
+            T,
+            &ts(1),
+        )
+        .unwrap()
+        .to_persist()
+        .cloned();
+        let frag = entity(&[("a", Attribute::property(json!({"street": "y", "country": "urn:ngsi-ld:null"})))]);
+        let merged = apply(WriteOp::Merge { id: "urn:e:1".into(), fragment: frag }, stored.clone(), T, &ts(2))
             .unwrap()
             .to_persist()
-            .cloned();
-        let frag = entity(&[("missing", Attribute::property(json!(2)))]);
-        let applied = apply(WriteOp::Update { id: "urn:e:1".into(), fragment: frag }, stored, T, &ts(2)).unwrap();
-        assert!(applied.change.is_none());
-        assert_eq!(applied.outcome.not_updated[0].name, "missing");
+            .cloned()
+            .unwrap();
+        assert_eq!(merged.attrs["a"][0].value, AttrValue::Property(json!({"street": "y", "city": "B"})));
+        let gated = WriteOp::Typed {
+            types: vec!["https://t/Other".into()],
+            op: Box::new(WriteOp::Delete { id: "urn:e:1".into() }),
+        };
+        assert_eq!(apply(gated, stored, T, &ts(3)).unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn expire_drops_expired_instances_then_the_entity() {
+        let mut short = Attribute::property(json!(1));
+        short.expires_at = Some(ts(5));
+        let mut e = entity(&[("short", short), ("long", Attribute::property(json!(2)))]);
+        e.expires_at = Some(ts(10));
+        let stored = apply(WriteOp::Create(e), None, T, &ts(1)).unwrap().to_persist().cloned();
+        let op = || WriteOp::Expire { id: "urn:e:1".into() };
+        assert!(apply(op(), stored.clone(), T, &ts(4)).unwrap().change.is_none());
+        let next = apply(op(), stored, T, &ts(6)).unwrap().to_persist().cloned().unwrap();
+        assert!(!next.attrs.contains_key("short") && next.attrs.contains_key("long"));
+        assert!(apply(op(), Some(next), T, &ts(10)).unwrap().to_persist().is_none());
     }
 
     #[test]

@@ -336,6 +336,7 @@ mod tests {
             previous: None,
             at: Timestamp::now(),
             attrs: Vec::new(),
+            history: None,
         }
     }
 

@@ -27,15 +27,8 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 impl TestBroker {
     pub async fn embedded() -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let args = ServeArgs {
-            data: data.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            contexts: Vec::new(),
-            public_url: None,
-            max_body: 1 << 20,
-            page_size: 20,
-            max_page_size: 1000,
-        };
+        let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        args.max_body = 1 << 20;
         let running = start(args).await.expect("broker starts");
         Self {
             origin: format!("http://{}", running.addr),

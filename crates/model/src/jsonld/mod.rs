@@ -252,6 +252,11 @@ impl ContextBuilder {
             Value::Null => None,
             Value::String(iri) => Some(simple(self.resolve_iri_with(iri, local, visiting)?)),
             Value::Object(obj) => {
+                if obj.contains_key("@context") && !protected {
+                    // §5.5.7: user @contexts shall not contain JSON-LD scoped contexts (the core
+                    // context has one, for data-integrity proofs, which Hanbat does not use).
+                    return Err(invalid(format!("term '{term}' has a scoped @context, which NGSI-LD does not allow")));
+                }
                 let iri = match obj.get("@id") {
                     Some(Value::String(id)) => self.resolve_iri_with(id, local, visiting)?,
                     Some(Value::Null) => return Ok(None),

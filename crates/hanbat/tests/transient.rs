@@ -1,0 +1,65 @@
+//! Transient entities and attributes (§4.22 of V1.9): gone from the instant `expiresAt` passes.
+#![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed assertion
+
+mod common;
+
+use common::{TestBroker, assert_problem};
+use hanbat_model::Timestamp;
+use serde_json::json;
+use std::time::Duration;
+
+/// An NGSI-LD DateTime `ms` milliseconds from now (negative: in the past).
+fn in_ms(ms: i64) -> String {
+    Timestamp::from_micros(Timestamp::now().micros() + ms * 1000).canonical()
+}
+
+async fn entities_and_attributes_expire(b: &TestBroker) {
+    let soon = in_ms(800);
+    let r = b
+        .post("/entities", &json!({"id": "urn:ngsi-ld:Alert:1", "type": "Alert", "expiresAt": soon, "level": 3}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = b
+        .post(
+            "/entities",
+            &json!({"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor",
+                "speed": [{"type": "Property", "value": 10}, {"type": "Property", "value": 20, "datasetId": "urn:ngsi-ld:d:1", "expiresAt": soon}],
+                "reading": {"type": "Property", "value": 1, "expiresAt": soon}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    // expiresAt is a system-managed member: only shown with sysAttrs.
+    assert!(!b.get("/entities/urn:ngsi-ld:Sensor:1").await.text().await.unwrap().contains("expiresAt"));
+    let e = b.get_json("/entities/urn:ngsi-ld:Sensor:1?options=sysAttrs").await;
+    assert_eq!(e["reading"]["expiresAt"], soon);
+    assert_eq!(b.get_json("/entities/urn:ngsi-ld:Alert:1?options=sysAttrs").await["expiresAt"], soon);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_problem(b.get("/entities/urn:ngsi-ld:Alert:1").await, 404, "ResourceNotFound").await;
+    let e = b.get_json("/entities/urn:ngsi-ld:Sensor:1").await;
+    assert!(e.get("reading").is_none());
+    assert_eq!(e["speed"], json!({"type": "Property", "value": 10}));
+    // The sweep removes it from the store too: the id can be created again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = b.post("/entities", &json!({"id": "urn:ngsi-ld:Alert:1", "type": "Alert"})).await;
+    assert_eq!(r.status(), 201);
+}
+
+async fn expiry_set_by_merge(b: &TestBroker) {
+    let r = b.post("/entities", &json!({"id": "urn:ngsi-ld:Job:1", "type": "Job", "step": 1})).await;
+    assert_eq!(r.status(), 201);
+    let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": in_ms(30_000)})).await;
+    assert_eq!(r.status(), 204);
+    b.get_json("/entities/urn:ngsi-ld:Job:1").await;
+    let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(r.status(), 204);
+    assert_problem(b.get("/entities/urn:ngsi-ld:Job:1").await, 404, "ResourceNotFound").await;
+    for bad in ["not-a-date", "2026-13-45T00:00:00Z", "2026-08-10T12:00:00+02:00"] {
+        let r = b.post("/entities", &json!({"id": "urn:ngsi-ld:Job:2", "type": "Job", "expiresAt": bad})).await;
+        assert_problem(r, 400, "BadRequestData").await;
+    }
+}
+
+store_tests! {
+    entities_and_attributes_expire,
+    expiry_set_by_merge,
+}
