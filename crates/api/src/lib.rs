@@ -95,8 +95,14 @@ impl AppState {
 pub type App = tower_http::normalize_path::NormalizePath<Router>;
 
 pub fn app(state: AppState) -> App {
+    app_with(state, Router::new())
+}
+
+/// [`app`] with more routes beside the NGSI-LD API (the dashboard), under the same path
+/// normalisation. `extra` must have no fallback: unknown paths keep the API's 404.
+pub fn app_with(state: AppState, extra: Router) -> App {
     use tower::Layer;
-    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(state))
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(state).merge(extra))
 }
 
 /// The NGSI-LD API, mounted at `/ngsi-ld/v1`.

@@ -25,7 +25,14 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// A running demo: the broker and the simulator feeding it.
+pub struct Demo {
+    pub broker: serve::Running,
+    pub simulator: tokio::task::JoinHandle<anyhow::Result<hanbat_sim::SimReport>>,
+}
+
+/// Starts the broker, then the simulator against it; returns once the broker listens.
+pub async fn start(args: DemoArgs) -> anyhow::Result<Demo> {
     let running = serve::start(args.serve.clone()).await?;
     let sim = SimArgs {
         broker: format!("http://{}", running.addr),
@@ -38,8 +45,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     tracing::info!(url = %sim.broker, "Hanbat demo: loading Daejeon and starting the simulator");
     let simulator = tokio::spawn(async move { hanbat_sim::run(sim).await });
+    Ok(Demo { broker: running, simulator })
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let Demo { broker, simulator } = start(args).await?;
     tokio::select! {
-        r = running.server => { r??; }
+        r = broker.server => { r??; }
         r = simulator => {
             let report = r??;
             tracing::info!("simulator finished:\n{report}");

@@ -107,7 +107,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!(e.detail))
         .context("loading the subscriptions")?;
     broker.on_change(notifier.listener());
-    let app = hanbat_api::app(AppState::new(broker, args.max_body).with_notifier(notifier.clone()));
+    // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
+    let state = AppState::new(broker.clone(), args.max_body).with_notifier(notifier.clone());
+    let app = hanbat_api::app_with(state, hanbat_web::router(broker));
     tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
