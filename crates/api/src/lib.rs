@@ -15,8 +15,8 @@ pub mod query;
 pub mod render;
 pub mod request;
 pub mod response;
-pub mod temporal;
 pub mod subscriptions;
+pub mod temporal;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

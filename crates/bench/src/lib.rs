@@ -171,6 +171,26 @@ async fn preload(addr: SocketAddr, prefix: &str, count: usize) -> anyhow::Result
     Ok(start.elapsed())
 }
 
+/// CPU time (user + system) a process has used, in seconds, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Broker CPU per operation: unlike rates, it does not move with the load other processes put
+/// on the machine, so it compares across runs on a busy 2-core box.
+fn print_cpu(name: &str, pid: u32, before: Option<f64>, operations: f64) {
+    if let (Some(b), Some(a)) = (before, cpu_seconds(pid))
+        && operations > 0.0
+    {
+        println!("{name}.cpu: {:.1} µs/op", (a - b) * 1e6 / operations);
+    }
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 =
@@ -208,6 +228,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let broker = spawn_broker(&exe, data.path(), args.store.as_deref())?;
     let addr = broker.addr;
+    let broker_pid = broker.child.id();
     wait_ready(addr, "/ngsi-ld/v1/types").await?;
     let (clients, duration) = (args.clients, args.duration);
     let mut bare_rps = None;
@@ -234,8 +255,10 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                         entity(&format!("urn:ngsi-ld:Bench:c{c}-{i}"), i),
                     )
                 });
+                let cpu = cpu_seconds(broker_pid);
                 let stats = drive(addr, clients, duration, &[StatusCode::CREATED], make).await?;
                 print("create", &stats, "req/s", 1.0);
+                print_cpu("create", broker_pid, cpu, stats.requests as f64);
             }
             "batch_upsert" => {
                 // Ids cycle over 100k so later batches update what earlier ones created.
@@ -249,9 +272,11 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                     )
                 });
                 // The first batches create (201), the rest update (204): both are success.
+                let cpu = cpu_seconds(broker_pid);
                 let stats =
                     drive(addr, clients.min(8), duration, &[StatusCode::CREATED, StatusCode::NO_CONTENT], make).await?;
                 print("batch_upsert", &stats, "entities/s", 1000.0);
+                print_cpu("batch_upsert", broker_pid, cpu, stats.requests as f64 * 1000.0);
             }
             "get_by_id" | "patch_attr" => {
                 let n = args.preload.max(1) as u64;
@@ -271,8 +296,10 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 };
                 let expect: &'static [StatusCode] =
                     if scenario == "get_by_id" { &[StatusCode::OK] } else { &[StatusCode::NO_CONTENT] };
+                let cpu = cpu_seconds(broker_pid);
                 let stats = drive(addr, clients, duration, expect, make).await?;
                 print(scenario, &stats, "req/s", 1.0);
+                print_cpu(scenario, broker_pid, cpu, stats.requests as f64);
                 if scenario == "get_by_id" {
                     get_rps = Some(stats.rps());
                 }

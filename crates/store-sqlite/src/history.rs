@@ -329,7 +329,7 @@ fn edit_instance(
             "SELECT c.sid, c.first_rec, c.data FROM t_chunks c JOIN t_series s ON s.sid = c.sid
              WHERE s.tid = ?1 AND s.attr = ?2 AND c.first_rec <= ?3 ORDER BY c.first_rec DESC",
         )?
-        .query_map(params![tid, attr_id, origin.record], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map(params![tid, attr_id, chunk_key(origin)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (sid, first_rec, data) in chunks {
         let Some(chunk) = Chunk::open(&data) else { continue };
@@ -419,7 +419,18 @@ fn write_chunk(
 /// (temporal entity, attribute name id, datasetId).
 type SeriesKey = (i64, i64, String);
 
-/// Moves up to `COMPACT_BATCH` log records into chunks. Returns how many were compacted.
+/// The key of a chunk within its series: its first sample's origin, record then position
+/// (one log record may hold more samples of a series than one chunk does).
+fn chunk_key(o: Origin) -> i64 {
+    (o.record << 20) | i64::from(o.index & 0xF_FFFF)
+}
+
+/// Small chunks a series may gather before they are merged into one.
+const MERGE_AFTER: i64 = 8;
+
+/// Moves up to `COMPACT_BATCH` log records into chunks. Each pass writes a new chunk per series
+/// and never reads existing ones, so its cost follows the samples it moves; every
+/// `MERGE_AFTER` passes a series' small chunks are merged. Returns how many records moved.
 pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<usize> {
     let records: Vec<(i64, i64, Vec<u8>)> = tx
         .prepare_cached("SELECT rec, tid, body FROM t_log ORDER BY rec LIMIT ?1")?
@@ -436,39 +447,62 @@ pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<usize> {
     for ((tid, attr, dataset), new) in series {
         tx.prepare_cached("INSERT OR IGNORE INTO t_series(tid, attr, dataset) VALUES (?1, ?2, ?3)")?
             .execute(params![tid, attr, dataset])?;
-        let sid: i64 = tx
-            .prepare_cached("SELECT sid FROM t_series WHERE tid = ?1 AND attr = ?2 AND dataset = ?3")?
-            .query_row(params![tid, attr, dataset], |r| r.get(0))?;
-        let open: Option<(i64, i64, Vec<u8>)> = tx
-            .prepare_cached("SELECT first_rec, n, data FROM t_chunks WHERE sid = ?1 ORDER BY first_rec DESC LIMIT 1")?
-            .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let (mut first_rec, mut samples, mut unit) = match open {
-            Some((first, n, data)) if (n as usize) < CHUNK_SAMPLES => match Chunk::open(&data) {
-                Some(chunk) => {
-                    let unit = chunk.unit.clone();
-                    (first, chunk.collect::<Vec<_>>(), unit)
-                }
-                None => (new[0].0.origin.record, Vec::new(), None),
-            },
-            _ => (new[0].0.origin.record, Vec::new(), None),
-        };
-        if samples.is_empty() {
-            unit = new.iter().find(|(s, _)| s.is_numeric()).and_then(|(_, u)| u.clone());
+        let (sid, small): (i64, i64) = tx
+            .prepare_cached("SELECT sid, small FROM t_series WHERE tid = ?1 AND attr = ?2 AND dataset = ?3")?
+            .query_row(params![tid, attr, dataset], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let written = write_samples(tx, sid, new)?;
+        let small = small + written.small;
+        if small >= MERGE_AFTER {
+            merge_small_chunks(tx, sid)?;
         }
-        for (sample, sample_unit) in new {
-            if samples.len() >= CHUNK_SAMPLES {
-                write_chunk(tx, sid, first_rec, &samples, unit.as_deref())?;
-                first_rec = sample.origin.record;
-                samples.clear();
-                unit = sample_unit.clone();
-            }
-            samples.push(normalize_unit(sample, sample_unit.as_deref(), unit.as_deref()));
-        }
-        write_chunk(tx, sid, first_rec, &samples, unit.as_deref())?;
+        tx.prepare_cached("UPDATE t_series SET small = ?1 WHERE sid = ?2")?
+            .execute(params![if small >= MERGE_AFTER { 0 } else { small }, sid])?;
     }
     tx.prepare_cached("DELETE FROM t_log WHERE rec <= ?1")?.execute([last])?;
     Ok(records.len())
+}
+
+/// How many chunks a write produced below the target size.
+struct Written {
+    small: i64,
+}
+
+/// Writes samples (in order) as new chunks of at most `CHUNK_SAMPLES`, each with the unit of
+/// its first numeric sample.
+fn write_samples(tx: &Transaction, sid: i64, samples: Vec<(Sample, Option<String>)>) -> rusqlite::Result<Written> {
+    let mut written = Written { small: 0 };
+    for part in samples.chunks(CHUNK_SAMPLES) {
+        let unit = part.iter().find(|(s, _)| s.is_numeric()).and_then(|(_, u)| u.clone());
+        let normalized: Vec<Sample> =
+            part.iter().map(|(s, u)| normalize_unit(s.clone(), u.as_deref(), unit.as_deref())).collect();
+        write_chunk(tx, sid, chunk_key(normalized[0].origin), &normalized, unit.as_deref())?;
+        if normalized.len() < CHUNK_SAMPLES {
+            written.small += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Merges the chunks of a series that are below the target size into as few as possible.
+fn merge_small_chunks(tx: &Transaction, sid: i64) -> rusqlite::Result<()> {
+    let chunks: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT first_rec, data FROM t_chunks WHERE sid = ?1 AND n < ?2 ORDER BY first_rec")?
+        .query_map(params![sid, CHUNK_SAMPLES as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if chunks.len() < 2 {
+        return Ok(());
+    }
+    let mut samples = Vec::new();
+    for (first_rec, data) in &chunks {
+        if let Some(mut chunk) = Chunk::open(data) {
+            let unit = chunk.unit.take();
+            samples.extend(chunk.map(|s| (s, unit.clone())));
+        }
+        tx.prepare_cached("DELETE FROM t_chunks WHERE sid = ?1 AND first_rec = ?2")?
+            .execute(params![sid, first_rec])?;
+    }
+    write_samples(tx, sid, samples)?;
+    Ok(())
 }
 
 /// Removes history recorded before `before` (retention): whole chunks, and log records.

@@ -70,7 +70,9 @@ pub struct Options {
 }
 
 /// How often the log of history is compacted into chunks (and retention applied).
-const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// Every pass moves each series' samples of the period in one chunk: longer periods mean fewer,
+/// larger chunks; queries read the log for what is not compacted yet, so nothing waits on it.
+const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` with default options.
