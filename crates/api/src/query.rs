@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::response::Response;
 use hanbat_model::parse;
 use hanbat_model::{Context, Entity, NgsiError, Result};
-use hanbat_query::{GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern};
+use hanbat_query::{
+    Collation, DistanceFrom, EntityOrder, GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern,
+};
 use hanbat_store::{EntityQuery, EntitySelector, Order};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
@@ -47,7 +49,8 @@ const QUERY_PARAMS: &[&str] = &[
     "expandValues",
     "collation",
     "via",
-    "orderBy",
+    "orderFrom",
+    "orderGeometry",
 ];
 
 /// `options` a query or retrieval accepts.
@@ -133,20 +136,43 @@ pub fn query_from_params(params: &Params, ctx: &Context) -> Result<(EntityQuery,
         || !with_any_attr.is_empty()
         || params.flag("local")?;
     let entities = if selector.is_empty() { Vec::new() } else { vec![selector] };
-    let order_by_id = order_by(params)?;
-    Ok((EntityQuery { entities, with_any_attr, q, scope, geo, order_by_id, ..EntityQuery::default() }, narrowed))
+    let mut query = EntityQuery { entities, with_any_attr, q, scope, geo, ..EntityQuery::default() };
+    if params.has("orderBy") {
+        let coordinates = params.get("orderFrom").map(|c| Value::String(c.to_string()));
+        let from = DistanceFrom { geometry: params.get("orderGeometry"), coordinates: coordinates.as_ref() };
+        set_order(&mut query, EntityOrder::parse(&params.list("orderBy"), ctx, params.get("collation"), from)?);
+    } else if let Some(collation) = params.get("collation") {
+        Collation::parse(collation)?;
+    }
+    Ok((query, narrowed))
 }
 
-/// `orderBy`: only `id` is supported (`id`, `id;asc`, `id;desc`).
-pub fn order_by(params: &Params) -> Result<Option<Order>> {
-    match params.get("orderBy") {
-        None => Ok(None),
-        Some("id") | Some("id;asc") => Ok(Some(Order::Ascending)),
-        Some("id;desc") => Ok(Some(Order::Descending)),
-        Some(other) => {
-            Err(NgsiError::bad_data(format!("orderBy={other}: results can be ordered by id only (id, id;desc)")))
-        }
+/// An ordering by id alone is the stores' own (indexed); any other is the broker's.
+fn set_order(query: &mut EntityQuery, order: EntityOrder) {
+    match order.by_id_only() {
+        Some(descending) => query.order_by_id = Some(if descending { Order::Descending } else { Order::Ascending }),
+        None => query.order = Some(order),
     }
+}
+
+/// The OrderingParams member of a Query body (§5.2.43): `orderBy` (an array of strings or
+/// one string), `collation`, and the distance reference `coordinates` + `geometry`.
+fn ordering_from_body(body: &Map<String, Value>, ctx: &Context, query: &mut EntityQuery) -> Result<()> {
+    let Some(ordering) = body.get("ordering") else { return Ok(()) };
+    let Value::Object(o) = ordering else {
+        return Err(NgsiError::bad_data(format!("Query.ordering must be an OrderingParams object, not {ordering}")));
+    };
+    let order_by = body_list(o, "orderBy")?.ok_or_else(|| NgsiError::bad_data("Query.ordering needs orderBy"))?;
+    let items: Vec<String> = order_by.split(',').map(str::to_string).collect();
+    let geometry = string_member(o, "geometry")?;
+    let coordinates = o.get("coordinates");
+    if let Some(c) = coordinates.filter(|c| !c.is_array()) {
+        return Err(NgsiError::bad_data(format!("Query.ordering.coordinates must be a JSON array, not {c}")));
+    }
+    let order =
+        EntityOrder::parse(&items, ctx, string_member(o, "collation")?, DistanceFrom { geometry, coordinates })?;
+    set_order(query, order);
+    Ok(())
 }
 
 /// A q on linked entities (`rel{attr}`, §4.5.23) needs `join`, and reaches no deeper than
@@ -245,13 +271,19 @@ fn body_list(body: &Map<String, Value>, name: &str) -> Result<Option<String>> {
 
 /// The query of a Query body (§5.2.23).
 pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
-    if body.get("type").and_then(Value::as_str) != Some("Query") {
-        return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
-    }
     if body.contains_key("temporalQ") {
         return Err(NgsiError::bad_data(
             "temporalQ belongs to the temporal query (§5.7.4), not to a Query of entities",
         ));
+    }
+    selection_from_body(body, ctx)
+}
+
+/// The entity selection of a Query body (§5.2.23), shared by the entity query and the temporal
+/// query (whose `temporalQ` and `aggrParams` members the caller reads).
+pub fn selection_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
+    if body.get("type").and_then(Value::as_str) != Some("Query") {
+        return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
     }
     let mut query = EntityQuery::default();
     if let Some(entities) = body.get("entities") {
@@ -272,6 +304,7 @@ pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<Entit
     query.q = string_member(body, "q")?.map(|q| Query::parse(q, ctx)).transpose()?;
     query.scope = string_member(body, "scopeQ")?.map(ScopeQuery::parse).transpose()?;
     query.geo = body.get("geoQ").map(|g| GeoQuery::from_json(g, ctx)).transpose()?;
+    ordering_from_body(body, ctx, &mut query)?;
     Ok(query)
 }
 
@@ -322,7 +355,7 @@ pub async fn fetch_linked<'v>(state: &AppState, tenant: &str, view: &'v View, ro
             let projected = v.project(e);
             for (name, instances) in &projected.attrs {
                 let Some(child) = v.link(name) else { continue };
-                for id in instances.iter().flat_map(|a| crate::render::targets(&a.value)) {
+                for id in instances.iter().flat_map(|a| a.value.targets()) {
                     let known = linked.entities.contains_key(id) || wanted.iter().any(|(w, _)| w == id);
                     if !known && !roots.iter().any(|r| r.id == id) {
                         wanted.push((id.to_string(), child));

@@ -237,7 +237,9 @@ impl View {
             let Some(child) = self.link(name) else { continue };
             let Some(rendered) = out.get_mut(&ctx.compact(name)) else { continue };
             let render_targets = |a: &hanbat_model::Attribute| -> Option<Value> {
-                let found: Vec<Value> = targets(&a.value)
+                let found: Vec<Value> = a
+                    .value
+                    .targets()
                     .filter_map(|id| linked.entities.get(id))
                     .map(|(entity, _)| child.render(entity, ctx, Accept::Json, "", linked))
                     .collect();
@@ -296,17 +298,6 @@ impl View {
         }
         Value::Array(items)
     }
-}
-
-/// The ids a relationship links to.
-pub fn targets(value: &AttrValue) -> impl Iterator<Item = &str> {
-    let items: &[Value] = match value {
-        AttrValue::Relationship { object: Value::Array(items), .. } => items,
-        AttrValue::Relationship { object, .. } => std::slice::from_ref(object),
-        AttrValue::ListRelationship(items) => items,
-        _ => &[],
-    };
-    items.iter().filter_map(|v| v.as_str().or_else(|| v.get("object").and_then(Value::as_str)))
 }
 
 /// Linked entities fetched for a response, in the order they were found, with the view each

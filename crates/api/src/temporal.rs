@@ -245,10 +245,8 @@ fn temporal_values(instances: &[Attribute], ctx: &Context, property: TimePropert
                     // reader can tell them from a compound value.
                     let value = match &a.value {
                         AttrValue::LanguageProperty(m) => json!({ "languageMap": m }),
-                        AttrValue::VocabProperty(_) => {
-                            json!({ "vocab": render::key_value(a, ctx, &Options::default()) })
-                        }
                         AttrValue::JsonProperty(j) => json!({ "json": j }),
+                        // The simplified form of a VocabProperty is `{"vocab": …}` already.
                         _ => render::key_value(a, ctx, &Options::default()),
                     };
                     json!([value, at])
@@ -352,7 +350,7 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
     ])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
     let (rc, body) = ngsi.object_body(&state).await?;
-    let mut select = query::query_from_body(&body, &rc.ctx)?;
+    let mut select = query::selection_from_body(&body, &rc.ctx)?;
     let (limit, offset) = page(&state, &ngsi.params)?;
     (select.limit, select.offset, select.count) = (limit, offset, ngsi.params.flag("count")?);
     // The temporal part of a Query body (`temporalQ`) maps onto the URI parameters' names.

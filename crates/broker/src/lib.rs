@@ -7,10 +7,15 @@
 //! Listeners must not block: each one queues the change for its own worker.
 
 use hanbat_context::Contexts;
-use hanbat_model::{Entity, Result, Timestamp};
-use hanbat_store::{Applied, Change, EntityQuery, Page, Store, WriteOp};
+use hanbat_model::{Entity, NgsiError, Result, Timestamp};
+use hanbat_query::Query;
+use hanbat_store::{Applied, Change, EntityQuery, EntitySelector, Page, Store, WriteOp};
 use parking_lot::RwLock;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The most candidates a query that the broker finishes in memory may have (see `Broker::query`).
+pub const MAX_IN_MEMORY: usize = 100_000;
 
 /// Receives every committed change. Called on the writer's task: enqueue and return.
 pub type ChangeListener = Box<dyn Fn(&Arc<Change>) + Send + Sync>;
@@ -78,10 +83,79 @@ impl Broker {
     }
 
     pub async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
+        let link_depth = query.q.as_ref().map_or(0, Query::link_depth);
+        if query.order.is_some() || link_depth > 0 {
+            return self.query_in_memory(tenant, query, link_depth).await;
+        }
+        self.query_store(tenant, query).await
+    }
+
+    /// The store's answer as it stands now (expired transient data left out).
+    async fn query_store(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
         let mut page = self.store.query(tenant, query).await?;
         let now = Timestamp::now();
         page.entities = page.entities.into_iter().filter_map(|e| unexpired(e, &now)).collect();
         Ok(page)
+    }
+
+    /// The queries a store cannot finish alone: an `orderBy` other than the id (§4.23; stores
+    /// page in creation or id order only) and a q on linked entities (§4.9 examples 13 and 14;
+    /// a store judges one entity at a time). Every candidate is loaded, filtered and sorted
+    /// here, then cut to the page. Candidates are bounded so that one query cannot take the
+    /// broker's memory: past [`MAX_IN_MEMORY`] the client is asked to narrow the query.
+    async fn query_in_memory(&self, tenant: &str, query: &EntityQuery, link_depth: usize) -> Result<Page> {
+        let linked_q = query.q.as_ref().filter(|_| link_depth > 0);
+        let candidates = EntityQuery {
+            q: if linked_q.is_some() { None } else { query.q.clone() },
+            order: None,
+            offset: 0,
+            limit: MAX_IN_MEMORY + 1,
+            count: false,
+            ..query.clone()
+        };
+        let mut entities = self.query_store(tenant, &candidates).await?.entities;
+        if entities.len() > MAX_IN_MEMORY {
+            return Err(NgsiError::bad_data(format!(
+                "the query matches more than {MAX_IN_MEMORY} entities before ordering or following relationships; narrow it"
+            )));
+        }
+        if let Some(q) = linked_q {
+            let linked = self.linked_entities(tenant, &entities, link_depth).await?;
+            entities.retain(|e| q.matches_with(e, &linked));
+        }
+        if let Some(order) = &query.order {
+            entities.sort_by(|a, b| order.compare(a, b));
+        }
+        let count = query.count.then_some(entities.len() as u64);
+        let entities = entities.into_iter().skip(query.offset).take(query.limit).collect();
+        Ok(Page { entities, count })
+    }
+
+    /// The entities that `roots` link to, and those they link to, `depth` relationships deep.
+    async fn linked_entities(&self, tenant: &str, roots: &[Entity], depth: usize) -> Result<HashMap<String, Entity>> {
+        let targets = |entities: &[Entity]| -> Vec<String> {
+            entities
+                .iter()
+                .flat_map(|e| e.attrs.values().flatten().flat_map(|a| a.value.targets()))
+                .map(str::to_string)
+                .collect()
+        };
+        let mut found = HashMap::new();
+        let mut frontier = targets(roots);
+        for _ in 0..depth {
+            frontier.sort_unstable();
+            frontier.dedup();
+            frontier.retain(|id| !found.contains_key(id));
+            if frontier.is_empty() {
+                break;
+            }
+            let selector = EntitySelector { ids: std::mem::take(&mut frontier), ..EntitySelector::default() };
+            let lookup = EntityQuery { limit: selector.ids.len(), entities: vec![selector], ..EntityQuery::default() };
+            let page = self.query_store(tenant, &lookup).await?;
+            frontier = targets(&page.entities);
+            found.extend(page.entities.into_iter().map(|e| (e.id.clone(), e)));
+        }
+        Ok(found)
     }
 
     /// Removes the transient data due now and publishes the changes; returns how many entities

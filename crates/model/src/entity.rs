@@ -125,6 +125,18 @@ pub enum AttrValue {
 pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
 
 impl AttrValue {
+    /// The entity ids a Relationship (`object`: one URI or, since V1.8, an array of them) or a
+    /// ListRelationship links to; nothing for other kinds.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        let items: &[serde_json::Value] = match self {
+            Self::Relationship { object: serde_json::Value::Array(items), .. } => items,
+            Self::Relationship { object, .. } => std::slice::from_ref(object),
+            Self::ListRelationship(items) => items,
+            _ => &[],
+        };
+        items.iter().filter_map(|v| v.as_str().or_else(|| v.get("object").and_then(serde_json::Value::as_str)))
+    }
+
     /// The NGSI-LD type name (`Property`, `Relationship`, …) of this kind.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -109,6 +109,30 @@ fn push_instance(out: &mut Map<String, Value>, key: String, value: Value) {
     }
 }
 
+/// A deleted instance in the simplified representation: the NGSI-LD Null under its datasetId
+/// in the attribute's dataset map (§4.5.4), beside the instances that remain.
+fn push_key_value_null(out: &mut Map<String, Value>, key: String, dataset_id: Option<&str>) {
+    let slot = dataset_id.unwrap_or("@none").to_string();
+    let dataset_map = |entries: Vec<(String, Value)>| json!({ "dataset": entries.into_iter().collect::<Map<_, _>>() });
+    match out.get_mut(&key) {
+        None if dataset_id.is_none() => {
+            out.insert(key, json!(NULL));
+        }
+        None => {
+            out.insert(key, dataset_map(vec![(slot, json!(NULL))]));
+        }
+        Some(Value::Object(o)) if matches!(o.get("dataset"), Some(Value::Object(_))) => {
+            if let Some(Value::Object(map)) = o.get_mut("dataset") {
+                map.insert(slot, json!(NULL));
+            }
+        }
+        Some(existing) => {
+            let default = existing.take();
+            *existing = dataset_map(vec![("@none".into(), default), (slot, json!(NULL))]);
+        }
+    }
+}
+
 /// One entity of `data` for a change that fired `trigger`.
 pub fn change_entity(spec: &Spec, change: &Change, trigger: Trigger, ctx: &Context) -> Map<String, Value> {
     let opts = spec.sub.render_options();
@@ -131,16 +155,31 @@ pub fn change_entity(spec: &Spec, change: &Change, trigger: Trigger, ctx: &Conte
     }
     let mut out = render::entity(&entity, ctx, &opts);
     if let Some(previous) = &change.previous {
-        for a in change.attrs.iter().filter(|a| a.kind == AttrChangeKind::Deleted) {
-            if !keeps(spec, &a.name, a.dataset_id.as_deref()) {
-                continue;
-            }
-            if let Some(prev) = previous.instance(&a.name, a.dataset_id.as_deref()) {
-                push_instance(
-                    &mut out,
-                    ctx.compact(&a.name),
-                    deleted_instance(prev, &change.at, ctx, &opts, show_changes),
-                );
+        let deleted: Vec<_> = change
+            .attrs
+            .iter()
+            .filter(|a| a.kind == AttrChangeKind::Deleted && keeps(spec, &a.name, a.dataset_id.as_deref()))
+            .collect();
+        let mut whole_attrs_done = Vec::new();
+        for a in &deleted {
+            let Some(prev) = previous.instance(&a.name, a.dataset_id.as_deref()) else { continue };
+            let key = ctx.compact(&a.name);
+            // Every instance deleted at once (`deleteAll`): the attribute is gone, and one Null
+            // attribute says so rather than one per dataset.
+            let whole =
+                !change.entity.attrs.contains_key(&a.name) && deleted.iter().filter(|d| d.name == a.name).count() > 1;
+            if whole {
+                if whole_attrs_done.contains(&&a.name) {
+                    continue;
+                }
+                whole_attrs_done.push(&a.name);
+                let mut shell = prev.clone();
+                shell.dataset_id = None;
+                push_instance(&mut out, key, deleted_instance(&shell, &change.at, ctx, &opts, show_changes));
+            } else if opts.format == Format::KeyValues {
+                push_key_value_null(&mut out, key, a.dataset_id.as_deref());
+            } else {
+                push_instance(&mut out, key, deleted_instance(prev, &change.at, ctx, &opts, show_changes));
             }
         }
     }
@@ -173,7 +212,13 @@ fn deleted_entity(
     }
     out.insert("deletedAt".into(), json!(change.at.to_text()));
     if trigger == Trigger::AttributeDeleted || show_changes {
-        for (name, instances) in &last.attrs {
+        // An entity deletion fires attributeDeleted for the watched attributes: those are the
+        // ones deleted as far as this subscription is concerned.
+        let watched = |name: &str| {
+            trigger != Trigger::AttributeDeleted
+                || spec.sub.watched_attributes.as_ref().is_none_or(|w| w.iter().any(|a| a == name))
+        };
+        for (name, instances) in last.attrs.iter().filter(|(name, _)| watched(name)) {
             for prev in instances.iter().filter(|a| keeps(spec, name, a.dataset_id.as_deref())) {
                 push_instance(&mut out, ctx.compact(name), deleted_instance(prev, &change.at, ctx, opts, show_changes));
             }

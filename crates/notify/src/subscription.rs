@@ -324,8 +324,12 @@ fn members_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
             let Value::String(n) = item else {
                 return Err(bad(format!("{name}: {item} is not a member name")));
             };
+            // Core members (`id`, `type`, …) may be picked or omitted like attributes (§4.21).
+            if CORE_MEMBERS.contains(&n.as_str()) {
+                return Ok(n.clone());
+            }
             parse::validate_name(n).map_err(|e| bad(format!("{name}: {}", e.detail)))?;
-            Ok(if CORE_MEMBERS.contains(&n.as_str()) { n.clone() } else { ctx.expand(n) })
+            Ok(ctx.expand(n))
         })
         .collect()
 }
@@ -705,7 +709,14 @@ impl Subscription {
             }
             "timeInterval" => self.time_interval = Some(positive_number(k, v)?),
             "throttling" => self.throttling = Some(positive_number(k, v)?),
-            "q" => self.q = Some(FrozenQuery::parse(&string_of(k, v)?, ctx)?.0),
+            "q" => {
+                // Clients copy q from URLs into subscriptions with its percent-encoding
+                // (`name=="Eiffel%20Tower"`); the query means the decoded text.
+                let text = string_of(k, v)?;
+                let text =
+                    percent_encoding::percent_decode_str(&text).decode_utf8().map_or(text.clone(), |d| d.into_owned());
+                self.q = Some(FrozenQuery::parse(&text, ctx)?.0)
+            }
             "geoQ" => self.geo_q = Some(StoredGeoQuery::parse(v, ctx)?.0),
             "scopeQ" => {
                 let s = string_of(k, v)?;
@@ -992,8 +1003,13 @@ impl Subscription {
         if let Some(ok) = d.ok {
             out.insert("status".into(), json!(if ok { "ok" } else { "failed" }));
         }
-        out.insert("timesSent".into(), json!(d.times_sent));
-        out.insert("timesFailed".into(), json!(d.times_failed));
+        // Counters that are still zero are left out, as Orion-LD does (a fresh subscription
+        // reads back as it was created).
+        for (name, times) in [("timesSent", d.times_sent), ("timesFailed", d.times_failed)] {
+            if times > 0 {
+                out.insert(name.into(), json!(times));
+            }
+        }
         for (name, at) in [
             ("lastNotification", &d.last_notification),
             ("lastSuccess", &d.last_success),

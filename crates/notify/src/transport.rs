@@ -36,6 +36,9 @@ impl Transports {
             .pool_max_idle_per_host(1024)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // Receivers written against Orion-LD read `Link` and receiverInfo headers with the
+            // capitalisation the subscription gave; HTTP/1 would otherwise send them lowercased.
+            .http1_title_case_headers()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();

@@ -457,6 +457,31 @@ fn json_problem(e: &serde_json::Error) -> String {
     }
 }
 
+/// Metres from `reference` to the nearest instance of the entity's GeoProperty `geoproperty`
+/// (an expanded name); `None` when the entity has no such valid geometry.
+pub(crate) fn entity_distance_m(entity: &Entity, geoproperty: &str, reference: &Geometry<f64>) -> Option<f64> {
+    entity
+        .attrs
+        .get(geoproperty)
+        .into_iter()
+        .flatten()
+        .filter_map(|inst| match &inst.value {
+            AttrValue::GeoProperty(v) => from_geojson(v).ok(),
+            _ => None,
+        })
+        .filter_map(|g| distance_m(reference, &g))
+        .reduce(f64::min)
+}
+
+/// A reference geometry from its type and coordinates (`orderFrom`, ordering by distance).
+pub(crate) fn reference_geometry(geometry: &str, coordinates: &Json) -> Result<Geometry<f64>> {
+    if !GEOMETRY_TYPES.contains(&geometry) {
+        return Err(NgsiError::bad_data(format!("geometry: '{geometry}' is not a supported geometry")));
+    }
+    convert(geometry, coordinates)
+        .map_err(|why| NgsiError::bad_data(format!("coordinates: not a valid {geometry}: {why}")))
+}
+
 /// Metres between the closest points of two geometries on the sphere; `None` if not computable.
 fn distance_m(a: &Geometry<f64>, b: &Geometry<f64>) -> Option<f64> {
     if a.intersects(b) {

@@ -21,6 +21,7 @@
 
 mod cursor;
 pub mod geoquery;
+pub mod order;
 pub mod pattern;
 pub mod q;
 pub mod scope;
@@ -28,6 +29,7 @@ pub mod types;
 pub mod value;
 
 pub use geoquery::{GeoQuery, GeoRel};
+pub use order::{Collation, DistanceFrom, EntityOrder};
 pub use pattern::{Pattern, compile_id_pattern};
 pub use q::{LinkResolver, Query, QueryOptions};
 pub use scope::ScopeQuery;

@@ -24,7 +24,7 @@ pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
 use hanbat_model::{Entity, Result, Timestamp};
-use hanbat_query::{GeoQuery, Pattern, Query, ScopeQuery, TypeQuery};
+use hanbat_query::{EntityOrder, GeoQuery, Pattern, Query, ScopeQuery, TypeQuery};
 use serde_json::Value;
 
 /// The default tenant (no `NGSILD-Tenant` header).
@@ -71,6 +71,9 @@ pub struct EntityQuery {
     /// `orderBy=id` (§4.23 of V1.9): by entity id, descending when `Descending`; otherwise in
     /// creation order.
     pub order_by_id: Option<Order>,
+    /// Any other `orderBy` (§4.23): the broker sorts the matches itself (see `Broker::query`);
+    /// stores ignore it.
+    pub order: Option<EntityOrder>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

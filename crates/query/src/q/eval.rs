@@ -41,13 +41,30 @@ fn path(p: &Path, pred: &Predicate, entity: &Entity, links: &dyn LinkResolver) -
         Path::Attribute(a) => instances(entity, a).any(|inst| leaf(inst, a).is_some_and(|l| leaf_matches(pred, &l))),
         Path::Linked(l) => {
             let Some(rel) = entity.attrs.get(&l.relationship.iri) else { return false };
-            rel.iter().flat_map(|inst| object_ids(&inst.value)).any(|id| {
+            rel.iter().flat_map(|inst| inst.value.targets()).any(|id| {
                 links.resolve(id).is_some_and(|target| {
                     (l.types.is_empty() || l.types.iter().any(|t| target.types.contains(&t.iri)))
                         && path(&l.path, pred, &target, links)
                 })
             })
         }
+    }
+}
+
+/// The element an entity is ordered by on `p` (§4.23): the first one the path reaches, in
+/// instance order; `None` when the path reaches nothing.
+pub(crate) fn sort_target<'a>(p: &'a Path, entity: &'a Entity) -> Option<Target<'a>> {
+    match p {
+        Path::Entity(member) => {
+            let at = match member {
+                Member::CreatedAt => entity.created_at.as_ref(),
+                Member::ModifiedAt => entity.modified_at.as_ref(),
+                _ => None,
+            }?;
+            Some(Target::Instant(at.micros()))
+        }
+        Path::Attribute(a) => instances(entity, a).find_map(|inst| leaf(inst, a)?.elements.into_iter().next()),
+        Path::Linked(_) => None,
     }
 }
 
@@ -59,28 +76,6 @@ fn instances<'a>(entity: &'a Entity, p: &'a AttrPath) -> impl Iterator<Item = &'
         level = Box::new(level.flat_map(move |inst| inst.sub.get(&name.iri).into_iter().flatten()));
     }
     level
-}
-
-/// The relationship targets of an instance: `object` (a URI or, since V1.8, an array of them)
-/// or the `objectList` of a ListRelationship.
-fn object_ids(value: &AttrValue) -> Vec<&str> {
-    match value {
-        AttrValue::Relationship { object, .. } => match object {
-            Json::String(s) => vec![s.as_str()],
-            Json::Array(items) => items.iter().filter_map(Json::as_str).collect(),
-            _ => Vec::new(),
-        },
-        AttrValue::ListRelationship(items) => items.iter().filter_map(list_object).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn list_object(item: &Json) -> Option<&str> {
-    match item {
-        Json::String(s) => Some(s),
-        Json::Object(o) => o.get("object").and_then(Json::as_str),
-        _ => None,
-    }
 }
 
 /// What one instance offers a predicate: the elements of its target value.
@@ -131,8 +126,8 @@ fn leaf<'a>(inst: &'a Attribute, p: &'a AttrPath) -> Option<Leaf<'a>> {
             };
             Some(Leaf { elements, relationship: true })
         }
-        AttrValue::ListRelationship(items) if p.keys.is_empty() => {
-            Some(Leaf { elements: items.iter().filter_map(list_object).map(Target::Str).collect(), relationship: true })
+        AttrValue::ListRelationship(_) if p.keys.is_empty() => {
+            Some(Leaf { elements: inst.value.targets().map(Target::Str).collect(), relationship: true })
         }
         AttrValue::VocabProperty(v) if p.keys.is_empty() => {
             let elements = match v {

@@ -9,6 +9,7 @@
 //! `And`s and `Or`s are flattened, so an `And` never directly holds an `And`.
 
 mod eval;
+pub(crate) use eval::sort_target;
 mod parse;
 
 use crate::Name;
