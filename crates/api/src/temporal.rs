@@ -137,6 +137,10 @@ fn history_query(
     ctx: &Context,
     select: hanbat_store::EntityQuery,
 ) -> Result<(HistoryQuery, View)> {
+    if select.order.is_some() {
+        // §6.18.3.2: temporal results are ordered by entity id only.
+        return Err(NgsiError::bad_data("orderBy: a temporal query can be ordered by id only (id, id;desc)"));
+    }
     let (time, aggregation, view) = time_and_view(params, ctx)?;
     let raw_attrs = params.list("attrs");
     if !raw_attrs.is_empty() && raw_attrs.iter().all(|a| SYSTEM_MEMBERS.contains(&a.as_str())) {
