@@ -16,6 +16,77 @@ pub struct TestBroker {
     pub notifier: Arc<hanbat_notify::Notifier>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     data: Arc<tempfile::TempDir>,
+    /// The test's own PostgreSQL database, when the broker runs on PostgreSQL.
+    database: Option<Arc<TestDatabase>>,
+}
+
+/// A fresh database for one test (`hanbat_test_<random>`), dropped with the last broker on it.
+pub struct TestDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates a database from `HANBAT_TEST_POSTGRES` (default: the local `test` database).
+    /// `None` (and a visible SKIP line) when PostgreSQL is unreachable, unless
+    /// `HANBAT_REQUIRE_POSTGRES=1`.
+    pub async fn create() -> Option<Arc<Self>> {
+        let admin = std::env::var("HANBAT_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!("hanbat_test_{}", uuid::Uuid::new_v4().simple());
+        match Self::admin_exec(&admin, &format!("CREATE DATABASE {name}")).await {
+            Ok(()) => {}
+            Err(reason) if std::env::var("HANBAT_REQUIRE_POSTGRES").as_deref() != Ok("1") => {
+                eprintln!("SKIP postgres: {reason}");
+                return None;
+            }
+            Err(reason) => panic!("PostgreSQL is required (HANBAT_REQUIRE_POSTGRES=1): {reason}"),
+        }
+        let config: tokio_postgres::Config = admin.parse().expect("HANBAT_TEST_POSTGRES is a PostgreSQL URL");
+        let mut url = String::from("postgres://");
+        if let Some(user) = config.get_user() {
+            url.push_str(user);
+            url.push('@');
+        }
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        url.push_str(&format!("{host}:{port}/{name}"));
+        Some(Arc::new(Self { url, admin, name }))
+    }
+
+    async fn admin_exec(admin: &str, sql: &str) -> Result<(), String> {
+        let (client, connection) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio_postgres::connect(admin, tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| format!("connecting to {admin} timed out"))?
+        .map_err(|e| format!("connecting to {admin}: {e}"))?;
+        let connection = tokio::spawn(connection);
+        let result = client.batch_execute(sql).await.map_err(|e| format!("{sql}: {e}"));
+        drop(client);
+        let _ = connection.await;
+        result
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime: a thread with its own runtime does the async work.
+        let (admin, sql) = (self.admin.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(Self::admin_exec(&admin, &sql))
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("leaving test database behind: {e}");
+        }
+    }
 }
 
 impl Drop for TestBroker {
@@ -28,11 +99,18 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 
 impl TestBroker {
     pub async fn embedded() -> Self {
-        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), None).await
     }
 
-    async fn start_on(data: Arc<tempfile::TempDir>) -> Self {
+    /// A broker on a fresh PostgreSQL database; `None` when PostgreSQL is not there (skipped).
+    pub async fn postgres() -> Option<Self> {
+        let database = TestDatabase::create().await?;
+        Some(Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), Some(database)).await)
+    }
+
+    async fn start_on(data: Arc<tempfile::TempDir>, database: Option<Arc<TestDatabase>>) -> Self {
         let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        args.store = database.as_ref().map(|d| d.url.clone());
         args.max_body = 1 << 20;
         let running = start(args).await.expect("broker starts");
         Self {
@@ -41,15 +119,16 @@ impl TestBroker {
             notifier: running.notifier,
             server: running.server,
             data,
+            database,
         }
     }
 
     /// Stops this broker as `hanbat serve` stops on SIGTERM and starts a new one on the same
-    /// data folder (another port).
+    /// data folder or database (another port).
     pub async fn restart(&self) -> Self {
         self.server.abort();
         self.notifier.shutdown().await;
-        Self::start_on(self.data.clone()).await
+        Self::start_on(self.data.clone(), self.database.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,6 +198,15 @@ macro_rules! store_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let broker = $crate::common::TestBroker::embedded().await;
+                    super::$name(&broker).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(broker) = $crate::common::TestBroker::postgres().await else { return };
                     super::$name(&broker).await;
                 }
             )*
