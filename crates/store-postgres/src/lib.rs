@@ -12,6 +12,7 @@
 
 mod history;
 pub mod schema;
+pub mod testing;
 mod write;
 
 use async_trait::async_trait;

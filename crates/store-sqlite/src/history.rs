@@ -28,6 +28,17 @@ struct LogItem {
     sample: Sample,
 }
 
+/// A removed item of a log record. Items are numbered by their position (the `index` of their
+/// origin, hence of their instance id): removing one must not renumber those after it, so it
+/// leaves a hole, which readers skip. Name ids start at 1.
+const HOLE: i64 = 0;
+
+fn hole() -> LogItem {
+    let sample =
+        Sample { origin: Origin { record: 0, index: 0 }, recorded: 0, observed: None, value: SampleValue::Integer(0) };
+    LogItem { attr: HOLE, dataset: String::new(), unit: None, sample }
+}
+
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -70,8 +81,13 @@ fn encode_log(items: &[LogItem]) -> Vec<u8> {
     out
 }
 
-/// Decodes a log record; samples get their origin from `rec`. `None` if corrupt.
+/// Decodes a log record without its holes; samples get their origin from `rec`. `None` if corrupt.
 fn decode_log(rec: i64, body: &[u8]) -> Option<Vec<LogItem>> {
+    decode_log_with_holes(rec, body).map(|items| items.into_iter().filter(|i| i.attr != HOLE).collect())
+}
+
+/// Decodes a log record, holes included (to rewrite it).
+fn decode_log_with_holes(rec: i64, body: &[u8]) -> Option<Vec<LogItem>> {
     let mut at = 0;
     let n = get_varint(body, &mut at)? as usize;
     let mut items = Vec::with_capacity(n.min(4096));
@@ -198,11 +214,19 @@ fn rewrite_log(tx: &Transaction, tid: i64, keep: impl Fn(&LogItem) -> bool) -> r
         .collect::<rusqlite::Result<_>>()?;
     let mut dropped = 0;
     for (rec, body) in records {
-        let Some(items) = decode_log(rec, &body) else { continue };
-        let before = items.len();
-        let kept: Vec<LogItem> = items.into_iter().filter(|i| keep(i)).collect();
-        if kept.len() != before {
-            dropped += before - kept.len();
+        let Some(items) = decode_log_with_holes(rec, &body) else { continue };
+        let before = dropped;
+        let kept: Vec<LogItem> = items
+            .into_iter()
+            .map(|i| {
+                if i.attr == HOLE || keep(&i) {
+                    return i;
+                }
+                dropped += 1;
+                hole()
+            })
+            .collect();
+        if dropped != before {
             tx.prepare_cached("UPDATE t_log SET body = ?1 WHERE rec = ?2")?.execute(params![encode_log(&kept), rec])?;
         }
     }
@@ -232,13 +256,13 @@ fn edit_instance(
         .query_row(params![origin.record, tid], |r| r.get(0))
         .optional()?;
     if let Some(body) = body
-        && let Some(mut items) = decode_log(origin.record, &body)
+        && let Some(mut items) = decode_log_with_holes(origin.record, &body)
         && let Some(pos) = items.iter().position(|i| i.sample.origin == origin && i.attr == attr_id)
     {
         match edit(&items[pos].sample, items[pos].unit.as_deref()) {
             Some(s) => items[pos].sample = s,
             None => {
-                items.remove(pos);
+                items[pos] = hole();
             }
         }
         tx.prepare_cached("UPDATE t_log SET body = ?1 WHERE rec = ?2")?

@@ -17,76 +17,7 @@ pub struct TestBroker {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     data: Arc<tempfile::TempDir>,
     /// The test's own PostgreSQL database, when the broker runs on PostgreSQL.
-    database: Option<Arc<TestDatabase>>,
-}
-
-/// A fresh database for one test (`hanbat_test_<random>`), dropped with the last broker on it.
-pub struct TestDatabase {
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-impl TestDatabase {
-    /// Creates a database from `HANBAT_TEST_POSTGRES` (default: the local `test` database).
-    /// `None` (and a visible SKIP line) when PostgreSQL is unreachable, unless
-    /// `HANBAT_REQUIRE_POSTGRES=1`.
-    pub async fn create() -> Option<Arc<Self>> {
-        let admin = std::env::var("HANBAT_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let name = format!("hanbat_test_{}", uuid::Uuid::new_v4().simple());
-        match Self::admin_exec(&admin, &format!("CREATE DATABASE {name}")).await {
-            Ok(()) => {}
-            Err(reason) if std::env::var("HANBAT_REQUIRE_POSTGRES").as_deref() != Ok("1") => {
-                eprintln!("SKIP postgres: {reason}");
-                return None;
-            }
-            Err(reason) => panic!("PostgreSQL is required (HANBAT_REQUIRE_POSTGRES=1): {reason}"),
-        }
-        let config: tokio_postgres::Config = admin.parse().expect("HANBAT_TEST_POSTGRES is a PostgreSQL URL");
-        let mut url = String::from("postgres://");
-        if let Some(user) = config.get_user() {
-            url.push_str(user);
-            url.push('@');
-        }
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".to_string(),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        url.push_str(&format!("{host}:{port}/{name}"));
-        Some(Arc::new(Self { url, admin, name }))
-    }
-
-    async fn admin_exec(admin: &str, sql: &str) -> Result<(), String> {
-        let (client, connection) = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            tokio_postgres::connect(admin, tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| format!("connecting to {admin} timed out"))?
-        .map_err(|e| format!("connecting to {admin}: {e}"))?;
-        let connection = tokio::spawn(connection);
-        let result = client.batch_execute(sql).await.map_err(|e| format!("{sql}: {e}"));
-        drop(client);
-        let _ = connection.await;
-        result
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime: a thread with its own runtime does the async work.
-        let (admin, sql) = (self.admin.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(Self::admin_exec(&admin, &sql))
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("leaving test database behind: {e}");
-        }
-    }
+    database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
 }
 
 impl Drop for TestBroker {
@@ -104,11 +35,14 @@ impl TestBroker {
 
     /// A broker on a fresh PostgreSQL database; `None` when PostgreSQL is not there (skipped).
     pub async fn postgres() -> Option<Self> {
-        let database = TestDatabase::create().await?;
+        let database = Arc::new(hanbat_store_postgres::testing::TestDatabase::create().await?);
         Some(Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), Some(database)).await)
     }
 
-    async fn start_on(data: Arc<tempfile::TempDir>, database: Option<Arc<TestDatabase>>) -> Self {
+    async fn start_on(
+        data: Arc<tempfile::TempDir>,
+        database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+    ) -> Self {
         let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
         args.store = database.as_ref().map(|d| d.url.clone());
         args.max_body = 1 << 20;
