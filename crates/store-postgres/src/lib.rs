@@ -26,6 +26,9 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{Json, ToSql};
 
+/// The GeoProperty whose bounding box is indexed (`location_box`).
+const LOCATION: &str = "https://uri.etsi.org/ngsi-ld/location";
+
 /// Connections per node: writes hold one for a transaction, reads one per query.
 const POOL_SIZE: usize = 16;
 /// How often the maintenance task runs (partitions ahead of time, retention).
@@ -222,6 +225,21 @@ impl Store for PgStore {
             types = candidates;
             sql.push_str(" AND types && $2::text[]");
             params.push(&types);
+        }
+        // Geo-queries on `location` read only entities whose bounding box meets the area a match
+        // must meet; the geometry itself is evaluated in Rust (`GeoQuery::matches`).
+        let area: Vec<f64>;
+        if let Some(rect) = q.geo.as_ref().filter(|g| g.geoproperty.iri == LOCATION).and_then(|g| g.search_bbox()) {
+            area = vec![rect.min().x, rect.min().y, rect.max().x, rect.max().y];
+            let n = params.len();
+            sql.push_str(&format!(
+                " AND location_box && box(point(${}, ${}), point(${}, ${}))",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ));
+            params.extend(area.iter().map(|v| v as &(dyn ToSql + Sync)));
         }
         let mut keyset = Keyset::new(q.order_by_id, ("rid", "id"), q.offset.saturating_add(q.limit));
         let mut scan = PageScan::new(q);

@@ -24,11 +24,15 @@ const MIGRATIONS: &[&str] = &[
         doc jsonb NOT NULL,
         -- The earliest expiresAt of the entity or its attributes (§4.22), for the expiry sweep.
         expires bigint,
+        -- Bounding box (x: longitude, y: latitude) of the `location` GeoProperty's instances:
+        -- geo-queries on `location` prefilter with it (GiST, no PostGIS needed).
+        location_box box,
         PRIMARY KEY(tenant, id)
     );
     CREATE UNIQUE INDEX entities_by_rid ON entities(tenant, rid);
     CREATE INDEX entities_by_type ON entities USING gin(types);
     CREATE INDEX entities_by_expiry ON entities(expires) WHERE expires IS NOT NULL;
+    CREATE INDEX entities_by_location ON entities USING gist(location_box);
     -- attr '' (kind ''): the number of entities of the type.
     CREATE TABLE type_attr_counts(
         tenant text COLLATE "C" NOT NULL, type text COLLATE "C" NOT NULL, attr text COLLATE "C" NOT NULL,

@@ -2,7 +2,9 @@
 
 use crate::{OrStorage, decode, history};
 use deadpool_postgres::Transaction;
-use hanbat_model::{Entity, Result, Timestamp};
+use geo::{BoundingRect, Coord, Rect};
+use hanbat_model::{AttrValue, Entity, Result, Timestamp};
+use hanbat_query::geoquery::geometry_from_geojson;
 use hanbat_store::{Applied, WriteOp, ops};
 use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::types::Json;
@@ -98,14 +100,40 @@ pub(crate) async fn apply_ops(
 
 async fn persist(tx: &Transaction<'_>, tenant: &str, next: &Entity, stored: bool) -> Result<()> {
     let expires = next.next_expiry().map(Timestamp::micros);
+    let [west, south, east, north] = match location_box(next) {
+        Some(r) => [r.min().x, r.min().y, r.max().x, r.max().y].map(Some),
+        None => [None; 4],
+    };
     let sql = if stored {
-        "UPDATE entities SET doc = $3, types = $4, expires = $5 WHERE tenant = $1 AND id = $2"
+        "UPDATE entities SET doc = $3, types = $4, expires = $5,
+             location_box = CASE WHEN $6::float8 IS NULL THEN NULL ELSE box(point($6, $7), point($8, $9)) END
+         WHERE tenant = $1 AND id = $2"
     } else {
-        "INSERT INTO entities(tenant, id, doc, types, expires) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO entities(tenant, id, doc, types, expires, location_box)
+         VALUES ($1, $2, $3, $4, $5,
+                 CASE WHEN $6::float8 IS NULL THEN NULL ELSE box(point($6, $7), point($8, $9)) END)"
     };
     let stmt = tx.prepare_cached(sql).await.or_storage()?;
-    tx.execute(&stmt, &[&tenant, &next.id, &Json(next), &next.types, &expires]).await.or_storage()?;
+    tx.execute(&stmt, &[&tenant, &next.id, &Json(next), &next.types, &expires, &west, &south, &east, &north])
+        .await
+        .or_storage()?;
     Ok(())
+}
+
+/// The bounding box of every instance of the entity's `location` (unreadable geometries relate
+/// to nothing, as in `GeoQuery::matches`).
+fn location_box(entity: &Entity) -> Option<Rect<f64>> {
+    let instances = entity.attrs.get(crate::LOCATION)?;
+    let rects = instances.iter().filter_map(|a| match &a.value {
+        AttrValue::GeoProperty(v) => geometry_from_geojson(v).ok()?.bounding_rect(),
+        _ => None,
+    });
+    rects.reduce(|a, b| {
+        Rect::new(
+            Coord { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
+            Coord { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },
+        )
+    })
 }
 
 /// Discovery counters changed by the transaction, flushed once before the commit in key order
