@@ -195,10 +195,15 @@ impl Store for PgStore {
             )
             .await
             .or_storage()?;
+        let due: Vec<(String, String)> = due.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // Every due entity locked at once, in the one global order: the sweep goes through them
+        // in expiry order, which would otherwise cross the order concurrent batches lock in.
+        let tenants: Vec<&str> = due.iter().map(|(t, _)| t.as_str()).collect();
+        let ids: Vec<&str> = due.iter().map(|(_, i)| i.as_str()).collect();
+        write::lock_entities(&tx, &tenants, &ids).await?;
         let mut counts = write::CountDeltas::default();
         let mut changes = Vec::new();
-        for row in due {
-            let (tenant, id): (String, String) = (row.get(0), row.get(1));
+        for (tenant, id) in due {
             // Another node may have expired it meanwhile: the op then changes nothing.
             for applied in write::apply_ops(&tx, &tenant, vec![WriteOp::Expire { id }], now, &mut counts).await? {
                 if let Ok(Applied { change: Some(change), .. }) = applied {
@@ -273,7 +278,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.or_storage()?;
         write::ensure_tenant(&tx, tenant).await?;
-        write::lock_entities(&tx, tenant, &[op.entity_id()]).await?;
+        write::lock_entities(&tx, &[tenant], &[op.entity_id()]).await?;
         // A refused edit returns before the commit: dropping the transaction rolls it back.
         let outcome = history::apply_op(&tx, tenant, op).await?;
         tx.commit().await.or_storage()?;

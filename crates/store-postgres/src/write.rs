@@ -18,17 +18,19 @@ pub(crate) async fn ensure_tenant(tx: &Transaction<'_>, tenant: &str) -> Result<
 
 /// Serialises writers of the same entities until the commit, also for entities that do not
 /// exist yet (which `FOR UPDATE` cannot lock): a transaction advisory lock per (tenant, id),
-/// taken in ascending key order so that two batches never wait on each other in a cycle.
-pub(crate) async fn lock_entities(tx: &Transaction<'_>, tenant: &str, ids: &[&str]) -> Result<()> {
+/// taken in ascending key order so that two transactions never wait on each other in a cycle.
+/// `tenants[i]` is the tenant of `ids[i]`. Taking a lock again in the same transaction is free.
+pub(crate) async fn lock_entities(tx: &Transaction<'_>, tenants: &[&str], ids: &[&str]) -> Result<()> {
     let stmt = tx
         .prepare_cached(
             "SELECT pg_advisory_xact_lock(k) FROM (
-                 SELECT DISTINCT hashtextextended($1 || chr(31) || i, 0) AS k FROM unnest($2::text[]) AS i ORDER BY 1
+                 SELECT DISTINCT hashtextextended(t || chr(31) || i, 0) AS k
+                 FROM unnest($1::text[], $2::text[]) AS e(t, i) ORDER BY 1
              ) AS keys",
         )
         .await
         .or_storage()?;
-    tx.execute(&stmt, &[&tenant, &ids]).await.or_storage()?;
+    tx.execute(&stmt, &[&tenants, &ids]).await.or_storage()?;
     Ok(())
 }
 
@@ -52,7 +54,7 @@ pub(crate) async fn apply_ops(
     let mut ids: Vec<&str> = ops.iter().map(WriteOp::entity_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    lock_entities(tx, tenant, &ids).await?;
+    lock_entities(tx, &vec![tenant; ids.len()], &ids).await?;
     let stmt = tx
         .prepare_cached("SELECT id, doc FROM entities WHERE tenant = $1 AND id = ANY($2) FOR UPDATE")
         .await
