@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// Data folder of the embedded store.
     #[arg(long, default_value = "./hanbat-data", env = "HANBAT_DATA")]
     pub data: PathBuf,
+    /// Store the broker on PostgreSQL (`postgres://user@host/db`) instead of the embedded store
+    /// in `--data`; several nodes may share one database.
+    #[arg(long, env = "HANBAT_STORE")]
+    pub store: Option<String>,
     /// Address to listen on (1026 is the port NGSI brokers use).
     #[arg(long, default_value = "127.0.0.1:1026", env = "HANBAT_LISTEN")]
     pub listen: SocketAddr,
@@ -70,14 +74,7 @@ pub struct Running {
 
 /// Builds the broker and starts serving; returns once it listens.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = Arc::new(
-        hanbat_store_sqlite::SqliteStore::open_with(
-            &args.data,
-            hanbat_store_sqlite::Options { history_retention: args.history_retention },
-        )
-        .map_err(|e| anyhow::anyhow!(e.detail))
-        .with_context(|| format!("opening the store in {}", args.data.display()))?,
-    );
+    let store = open_store(&args).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -110,11 +107,35 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
     let state = AppState::new(broker.clone(), args.max_body).with_notifier(notifier.clone());
     let app = hanbat_api::app_with(state, hanbat_web::router(broker));
-    tracing::info!(%addr, data = %args.data.display(), "Hanbat NGSI-LD broker listening");
+    // The URL is not logged: it may hold a password.
+    let on = if args.store.is_some() { "PostgreSQL".to_string() } else { args.data.display().to_string() };
+    tracing::info!(%addr, store = %on, "Hanbat NGSI-LD broker listening");
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
     Ok(Running { addr, server, notifier })
+}
+
+/// The store `--store` names, else the embedded store in `--data`.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.store {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let options = hanbat_store_postgres::Options { history_retention: args.history_retention };
+            let store = hanbat_store_postgres::PgStore::connect(url, options)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail))
+                .context("opening the PostgreSQL store")?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => bail!("--store takes a postgres:// URL, not '{other}'"),
+        None => {
+            let options = hanbat_store_sqlite::Options { history_retention: args.history_retention };
+            let store = hanbat_store_sqlite::SqliteStore::open_with(&args.data, options)
+                .map_err(|e| anyhow::anyhow!(e.detail))
+                .with_context(|| format!("opening the store in {}", args.data.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// How often transient data past its `expiresAt` is removed from the store (reads hide it from

@@ -2,7 +2,8 @@
 //!
 //! A real `hanbat serve` process takes concurrent creates and attribute updates; the test
 //! remembers each acknowledged one, kills the process with SIGKILL mid-load, restarts it on the
-//! same data folder and checks every acknowledged write (and its history) is there.
+//! same data folder (or PostgreSQL database) and checks every acknowledged write (and its
+//! history) is there.
 
 #![allow(clippy::unwrap_used)] // a test: failing loudly is the point
 
@@ -29,10 +30,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn start(data: &std::path::Path, port: u16) -> Broker {
+/// Starts `hanbat serve` with `store` (`--data <dir>` or `--store <url>`).
+async fn start(store: &[String], port: u16) -> Broker {
     let child = Command::new(env!("CARGO_BIN_EXE_hanbat"))
-        .args(["serve", "--data"])
-        .arg(data)
+        .arg("serve")
+        .args(store)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -90,8 +92,18 @@ async fn client(base: String, worker: usize, acked: Acked, stop: Arc<std::sync::
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_kill_9() {
     let data = tempfile::tempdir().unwrap();
+    crash_and_check(&["--data".to_string(), data.path().display().to_string()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_kill_9_on_postgres() {
+    let Some(db) = hanbat_store_postgres::testing::TestDatabase::create().await else { return };
+    crash_and_check(&["--store".to_string(), db.url.clone()]).await;
+}
+
+async fn crash_and_check(store: &[String]) {
     let port = free_port();
-    let broker = start(data.path(), port).await;
+    let broker = start(store, port).await;
     let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> =
@@ -108,7 +120,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let acked = acked.lock().await.clone();
     assert!(acked.len() > 20, "too little load before the kill: {} entities", acked.len());
 
-    let broker = start(data.path(), port).await;
+    let broker = start(store, port).await;
     let http = reqwest::Client::new();
     for (id, counter) in &acked {
         let r = http.get(format!("{}/entities/{id}", broker.base)).send().await.unwrap();

@@ -6,15 +6,11 @@
 //! origin, so instance ids need no extra index and survive compaction.
 
 use crate::writer::Ids;
-use hanbat_model::{AttrValue, Attribute, Entity, NgsiError, Result, Timestamp};
-use hanbat_store::{
-    AggregatedAttr, AttrChangeKind, Change, ChangeKind, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery,
-    TemporalEntity,
-};
-use hanbat_temporal::aggregate::Periods;
+use hanbat_model::{Attribute, Entity, NgsiError, Result, Timestamp};
+use hanbat_store::history::{Series, instance_of, patch_sample, recorded_instances};
+use hanbat_store::{Change, ChangeKind, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, HistoryScan};
 use hanbat_temporal::codec::{self, Chunk};
 use hanbat_temporal::{Origin, Sample, SampleValue, TimeProperty};
-use indexmap::IndexMap;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +26,17 @@ struct LogItem {
     dataset: String,
     unit: Option<String>,
     sample: Sample,
+}
+
+/// A removed item of a log record. Items are numbered by their position (the `index` of their
+/// origin, hence of their instance id): removing one must not renumber those after it, so it
+/// leaves a hole, which readers skip. Name ids start at 1.
+const HOLE: i64 = 0;
+
+fn hole() -> LogItem {
+    let sample =
+        Sample { origin: Origin { record: 0, index: 0 }, recorded: 0, observed: None, value: SampleValue::Integer(0) };
+    LogItem { attr: HOLE, dataset: String::new(), unit: None, sample }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -74,8 +81,13 @@ fn encode_log(items: &[LogItem]) -> Vec<u8> {
     out
 }
 
-/// Decodes a log record; samples get their origin from `rec`. `None` if corrupt.
+/// Decodes a log record without its holes; samples get their origin from `rec`. `None` if corrupt.
 fn decode_log(rec: i64, body: &[u8]) -> Option<Vec<LogItem>> {
+    decode_log_with_holes(rec, body).map(|items| items.into_iter().filter(|i| i.attr != HOLE).collect())
+}
+
+/// Decodes a log record, holes included (to rewrite it).
+fn decode_log_with_holes(rec: i64, body: &[u8]) -> Option<Vec<LogItem>> {
     let mut at = 0;
     let n = get_varint(body, &mut at)? as usize;
     let mut items = Vec::with_capacity(n.min(4096));
@@ -126,74 +138,16 @@ fn append_log(tx: &Transaction, tid: i64, items: &[LogItem]) -> rusqlite::Result
     Ok(())
 }
 
-fn item(ids: &mut Ids, tx: &Transaction, name: &str, attr: &Attribute, recorded: i64) -> rusqlite::Result<LogItem> {
-    Ok(LogItem {
-        attr: ids.name(tx, name)?,
-        dataset: attr.dataset_id.clone().unwrap_or_default(),
-        unit: attr.unit_code.clone(),
-        sample: Sample::from_instance(Origin { record: 0, index: 0 }, recorded, attr),
-    })
-}
-
 /// Records a committed change: the instances it created or updated, and deletions.
 pub(crate) fn record_change(tx: &Transaction, ids: &mut Ids, tenant: i64, change: &Change) -> rusqlite::Result<()> {
     let at = change.at.micros();
     let deleted = (change.kind == ChangeKind::Deleted).then_some(at);
     let tid = upsert_entity(tx, tenant, &change.entity, at, deleted)?;
-    if let Some(history) = &change.history {
-        let items = items_of(tx, ids, history, at)?;
-        return append_log(tx, tid, &items);
-    }
-    let mut items = Vec::with_capacity(change.attrs.len() + 1);
-    if let Some(scope) = scope_change(change) {
-        items.push(LogItem {
-            attr: ids.name(tx, hanbat_store::ops::SCOPE_IRI)?,
-            dataset: String::new(),
-            unit: None,
-            sample: scope,
-        });
-    }
-    for c in &change.attrs {
-        match c.kind {
-            AttrChangeKind::Created | AttrChangeKind::Updated => {
-                if let Some(attr) = change.entity.instance(&c.name, c.dataset_id.as_deref()) {
-                    items.push(item(ids, tx, &c.name, attr, at)?);
-                }
-            }
-            AttrChangeKind::Deleted => {
-                // The deleted instance: in the entity before an update, in the last state of a
-                // deleted entity.
-                let before = change.previous.as_deref().unwrap_or(&change.entity);
-                let value = before
-                    .instance(&c.name, c.dataset_id.as_deref())
-                    .map_or(AttrValue::Null, |a| hanbat_temporal::codec::null_of_kind(&a.value));
-                let mut marker = Attribute::new(value);
-                marker.dataset_id = c.dataset_id.clone();
-                items.push(item(ids, tx, &c.name, &marker, at)?);
-            }
-        }
+    let mut items = Vec::new();
+    for r in recorded_instances(change) {
+        items.push(LogItem { attr: ids.name(tx, &r.name)?, dataset: r.dataset, unit: r.unit, sample: r.sample });
     }
     append_log(tx, tid, &items)
-}
-
-/// Scope is history too (§4.5.6 of V1.9): a Property instance per change of an entity's scopes,
-/// observed when it was modified; clearing the scopes records a deletion with `[]`.
-fn scope_change(change: &Change) -> Option<Sample> {
-    let before = change.previous.as_ref().map(|p| p.scopes.as_slice()).unwrap_or_default();
-    let after = if change.kind == ChangeKind::Deleted { &[][..] } else { change.entity.scopes.as_slice() };
-    if before == after {
-        return None;
-    }
-    let at = change.at.micros();
-    let value = serde_json::Value::Array(after.iter().cloned().map(serde_json::Value::String).collect());
-    let origin = Origin { record: 0, index: 0 };
-    if after.is_empty() {
-        let deleted = SampleValue::Deleted(Box::new(Attribute::property(value)));
-        return Some(Sample { origin, recorded: at, observed: None, value: deleted });
-    }
-    let mut attr = Attribute::property(value);
-    attr.observed_at = Some(change.at.clone());
-    Some(Sample::from_instance(origin, at, &attr))
 }
 
 fn temporal_tid(tx: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<i64>> {
@@ -204,17 +158,6 @@ fn temporal_tid(tx: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opti
 
 fn missing(id: &str) -> NgsiError {
     NgsiError::not_found(format!("entity '{id}' has no temporal representation"))
-}
-
-/// Items for every instance of `attrs` (temporal payloads carry several per attribute).
-fn items_of(tx: &Transaction, ids: &mut Ids, attrs: &hanbat_model::Attrs, now: i64) -> rusqlite::Result<Vec<LogItem>> {
-    let mut items = Vec::new();
-    for (name, instances) in attrs {
-        for a in instances {
-            items.push(item(ids, tx, name, a, now)?);
-        }
-    }
-    Ok(items)
 }
 
 /// Applies a temporal API write inside the writer's transaction.
@@ -271,11 +214,19 @@ fn rewrite_log(tx: &Transaction, tid: i64, keep: impl Fn(&LogItem) -> bool) -> r
         .collect::<rusqlite::Result<_>>()?;
     let mut dropped = 0;
     for (rec, body) in records {
-        let Some(items) = decode_log(rec, &body) else { continue };
-        let before = items.len();
-        let kept: Vec<LogItem> = items.into_iter().filter(|i| keep(i)).collect();
-        if kept.len() != before {
-            dropped += before - kept.len();
+        let Some(items) = decode_log_with_holes(rec, &body) else { continue };
+        let before = dropped;
+        let kept: Vec<LogItem> = items
+            .into_iter()
+            .map(|i| {
+                if i.attr == HOLE || keep(&i) {
+                    return i;
+                }
+                dropped += 1;
+                hole()
+            })
+            .collect();
+        if dropped != before {
             tx.prepare_cached("UPDATE t_log SET body = ?1 WHERE rec = ?2")?.execute(params![encode_log(&kept), rec])?;
         }
     }
@@ -297,26 +248,21 @@ fn edit_instance(
     let Some(tid) = temporal_tid(tx, tenant, id)? else { return Ok(Err(missing(id))) };
     let Some(origin) = Origin::parse_instance_id(instance_id) else { return Ok(Err(not_found())) };
     let attr_id = ids.name(tx, attr)?;
-    let edit = |sample: &Sample, unit: Option<&str>| -> Option<Sample> {
-        let fragment = fragment.as_ref()?;
-        let mut current = instance_of(sample, unit, "");
-        merge_fragment(&mut current, fragment);
-        let recorded = sample.recorded;
-        Some(Sample::from_instance(sample.origin, recorded, &current))
-    };
+    let edit =
+        |sample: &Sample, unit: Option<&str>| fragment.as_ref().map(|fragment| patch_sample(sample, unit, fragment));
     // In the log?
     let body: Option<Vec<u8>> = tx
         .prepare_cached("SELECT body FROM t_log WHERE rec = ?1 AND tid = ?2")?
         .query_row(params![origin.record, tid], |r| r.get(0))
         .optional()?;
     if let Some(body) = body
-        && let Some(mut items) = decode_log(origin.record, &body)
+        && let Some(mut items) = decode_log_with_holes(origin.record, &body)
         && let Some(pos) = items.iter().position(|i| i.sample.origin == origin && i.attr == attr_id)
     {
         match edit(&items[pos].sample, items[pos].unit.as_deref()) {
             Some(s) => items[pos].sample = s,
             None => {
-                items.remove(pos);
+                items[pos] = hole();
             }
         }
         tx.prepare_cached("UPDATE t_log SET body = ?1 WHERE rec = ?2")?
@@ -346,22 +292,6 @@ fn edit_instance(
         return Ok(Ok(HistoryOutcome::Updated));
     }
     Ok(Err(not_found()))
-}
-
-/// Merge-patch of an instance's members (value, observedAt, unitCode, sub-attributes).
-fn merge_fragment(current: &mut Attribute, fragment: &Attribute) {
-    if !fragment.value.is_null() {
-        current.value = fragment.value.clone();
-    }
-    if fragment.observed_at.is_some() {
-        current.observed_at = fragment.observed_at.clone();
-    }
-    if fragment.unit_code.is_some() {
-        current.unit_code = fragment.unit_code.clone();
-    }
-    for (name, subs) in &fragment.sub {
-        current.sub.insert(name.clone(), subs.clone());
-    }
 }
 
 /// A sample as it must be stored in a chunk with unit `to`: numeric samples recorded with
@@ -513,38 +443,6 @@ pub(crate) fn prune(tx: &Transaction, before: i64) -> rusqlite::Result<usize> {
 
 // ---- queries ----
 
-/// The attribute instance a sample stands for.
-fn instance_of(sample: &Sample, unit: Option<&str>, dataset: &str) -> Attribute {
-    let mut a = match &sample.value {
-        SampleValue::Integer(i) => Attribute::property((*i).into()),
-        SampleValue::Float(f) => {
-            Attribute::property(serde_json::Number::from_f64(*f).map(Into::into).unwrap_or_default())
-        }
-        SampleValue::Instance(a) | SampleValue::Deleted(a) => (**a).clone(),
-    };
-    if sample.is_numeric() {
-        a.unit_code = unit.map(str::to_string);
-    }
-    if matches!(sample.value, SampleValue::Deleted(_)) {
-        a.deleted_at = Some(Timestamp::from_micros(sample.recorded));
-    }
-    a.observed_at = sample.observed.map(Timestamp::from_micros);
-    a.created_at = Some(Timestamp::from_micros(sample.recorded));
-    a.modified_at = Some(Timestamp::from_micros(sample.recorded));
-    a.instance_id = Some(sample.origin.instance_id());
-    a.dataset_id = (!dataset.is_empty()).then(|| dataset.to_string());
-    a
-}
-
-/// A sample with the unit code of the chunk or log item it came from.
-type UnitSample = (Sample, Option<Arc<str>>);
-
-/// The samples of a temporal entity's attributes.
-struct Loaded {
-    /// (attribute IRI, datasetId) → samples, in no particular order.
-    series: IndexMap<(Arc<str>, String), Vec<UnitSample>>,
-}
-
 fn storage(e: impl std::fmt::Display) -> NgsiError {
     NgsiError::internal(format!("storage: {e}"))
 }
@@ -555,8 +453,8 @@ fn load_samples(
     attrs: &[String],
     window: Option<(i64, i64)>,
     by_observed: bool,
-) -> Result<Loaded> {
-    let mut series: IndexMap<(Arc<str>, String), Vec<UnitSample>> = IndexMap::new();
+) -> Result<Series> {
+    let mut series = Series::new();
     let mut names: HashMap<i64, Arc<str>> = HashMap::new();
     let mut stmt = conn
         .prepare_cached("SELECT s.sid, n.id, n.iri, s.dataset FROM t_series s JOIN names n ON n.id = s.attr WHERE s.tid = ?1 ORDER BY s.sid")
@@ -612,75 +510,7 @@ fn load_samples(
             series.entry((iri, item.dataset)).or_default().push((item.sample, item.unit.map(Into::into)));
         }
     }
-    Ok(Loaded { series })
-}
-
-/// The instant a sample is filtered and ordered by, for the query's time property.
-fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
-    match property {
-        TimeProperty::ObservedAt => sample.observed,
-        TimeProperty::CreatedAt | TimeProperty::ModifiedAt => Some(sample.recorded),
-        TimeProperty::DeletedAt => matches!(sample.value, SampleValue::Deleted(_)).then_some(sample.recorded),
-    }
-}
-
-/// One instance inside the query's window: (instant of the time property, sample, unit,
-/// datasetId).
-type Timed = (i64, Sample, Option<Arc<str>>, String);
-
-/// The samples inside the window, per attribute (deletions included: they are history too);
-/// instances without the time property are outside any window on it.
-fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> {
-    let property = q.time.property;
-    let mut by_attr: IndexMap<Arc<str>, Vec<Timed>> = IndexMap::new();
-    for ((iri, dataset), samples) in loaded.series {
-        let wanted = q
-            .dataset_ids
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|d| if dataset.is_empty() { d == "@none" } else { *d == dataset }));
-        if !wanted {
-            continue;
-        }
-        let slot = by_attr.entry(iri).or_default();
-        for (s, unit) in samples {
-            let t = match time_of(&s, property) {
-                Some(t) => t,
-                None if q.time.rel.is_none() && property == TimeProperty::ObservedAt => s.recorded,
-                None => continue,
-            };
-            if q.time.rel.is_some_and(|r| !r.contains(t)) {
-                continue;
-            }
-            slot.push((t, s, unit, dataset.clone()));
-        }
-    }
-    for samples in by_attr.values_mut() {
-        // An instance is identified by its observedAt within a series: a later write of the
-        // same instant replaces the earlier one.
-        if property == TimeProperty::ObservedAt {
-            samples.sort_by(|a, b| (&a.3, a.0, a.1.origin).cmp(&(&b.3, b.0, b.1.origin)));
-            samples.dedup_by(|later, earlier| {
-                let same = later.3 == earlier.3 && later.0 == earlier.0;
-                if same {
-                    std::mem::swap(later, earlier);
-                }
-                same
-            });
-        }
-    }
-    by_attr.retain(|_, v| !v.is_empty());
-    by_attr
-}
-
-/// The entity with every windowed instance: q, scopeQ and geo-queries on history hold when
-/// some instance in the window satisfies each term (§5.7.4.4).
-fn windowed_entity(base: &Entity, windowed: &IndexMap<Arc<str>, Vec<Timed>>) -> Entity {
-    let mut e = base.clone();
-    for (iri, samples) in windowed {
-        let instances = samples.iter().map(|(_, s, unit, dataset)| instance_of(s, unit.as_deref(), dataset)).collect();
-        e.attrs.insert(iri.to_string(), instances);
-    }
-    e
+    Ok(series)
 }
 
 /// Runs a temporal query for one tenant.
@@ -695,20 +525,8 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
     let mut rows = stmt.query([tenant]).map_err(storage)?;
-    let window = q.time.rel.map(|r| r.bounds());
-    let mut page = Vec::new();
-    let mut matched = 0u64;
-    let wanted = q.select.offset.saturating_add(q.select.limit);
-    // Instances left in this response (§6.3.10): once spent, later entities are listed with
-    // empty attributes (their instances are for the next page).
-    let mut budget = q.max_instances;
-    // The selector part is decided on the row alone; q, scope, geo and `attrs` as a filter need
-    // the windowed instances.
-    let light_query = hanbat_store::EntityQuery { entities: q.select.entities.clone(), ..Default::default() };
-    let needs_instances = q.select.q.is_some()
-        || q.select.geo.is_some()
-        || q.select.scope.is_some()
-        || !q.select.with_any_attr.is_empty();
+    let mut scan = HistoryScan::new(q);
+    let by_observed = q.time.property == TimeProperty::ObservedAt;
     while let Some(row) = rows.next().map_err(storage)? {
         let tid: i64 = row.get(0).map_err(storage)?;
         let mut entity = Entity::new(row.get::<_, String>(1).map_err(storage)?, Vec::new());
@@ -717,103 +535,15 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
         entity.created_at = Some(Timestamp::from_micros(row.get(4).map_err(storage)?));
         entity.modified_at = Some(Timestamp::from_micros(row.get(5).map_err(storage)?));
         entity.deleted_at = row.get::<_, Option<i64>>(6).map_err(storage)?.map(Timestamp::from_micros);
-        if !light_query.matches(&entity) {
+        if !scan.selects(&entity) {
             continue;
         }
-        let attrs = if needs_instances { &[][..] } else { &q.attrs[..] };
-        let loaded = load_samples(conn, tid, attrs, window, q.time.property == TimeProperty::ObservedAt)?;
-        let mut instances = windowed(loaded, q);
-        if needs_instances && !q.select.matches(&windowed_entity(&entity, &instances)) {
-            continue;
-        }
-        if !q.attrs.is_empty() {
-            instances.retain(|iri, _| q.attrs.iter().any(|a| **a == **iri));
-        }
-        if q.skip_empty && q.time.rel.is_some() && instances.is_empty() {
-            continue;
-        }
-        matched += 1;
-        if matched as usize > q.select.offset && page.len() < q.select.limit {
-            page.push(build(entity, instances, q, &mut budget));
-        }
-        if !q.select.count && matched as usize >= wanted {
+        let series = load_samples(conn, tid, scan.attrs_to_load(), scan.window(), by_observed)?;
+        if !scan.offer(entity, series) {
             break;
         }
     }
-    Ok(HistoryPage { entities: page, count: q.select.count.then_some(matched) })
-}
-
-/// Orders, cuts (`lastN`, then the page of instances) and shapes the windowed instances into
-/// instances or aggregates.
-fn build(
-    entity: Entity,
-    mut by_attr: IndexMap<Arc<str>, Vec<Timed>>,
-    q: &HistoryQuery,
-    budget: &mut usize,
-) -> TemporalEntity {
-    let mut out = TemporalEntity { entity, ..TemporalEntity::default() };
-    for samples in by_attr.values_mut() {
-        samples.sort_by_key(|(t, s, _, _)| (*t, s.origin));
-        if let Some(n) = q.time.last_n
-            && samples.len() > n
-        {
-            samples.drain(..samples.len() - n);
-        }
-    }
-    if let Some(aggr) = &q.aggregation {
-        let (start, end) = q.time.rel.map(|r| r.bounds()).unwrap_or((i64::MIN, i64::MAX));
-        let start = (start != i64::MIN).then_some(start);
-        let end = (end != i64::MAX).then_some(end);
-        let core = hanbat_model::jsonld::core_context();
-        for (iri, samples) in by_attr {
-            let mut periods = Periods::new(&aggr.methods, aggr.period, start, end);
-            let mut kind = "Property";
-            for (t, s, unit, dataset) in &samples {
-                let acc = periods.at(*t);
-                match s.number() {
-                    Some(x) => acc.add_number(x),
-                    None => {
-                        let inst = instance_of(s, unit.as_deref(), dataset);
-                        kind = inst.value.type_name();
-                        acc.add_value(&hanbat_model::render::key_value(&inst, &core, &Default::default()));
-                    }
-                }
-            }
-            let last = samples.last().map(|(t, ..)| *t);
-            out.aggregated.insert(iri.to_string(), AggregatedAttr { kind, methods: periods.results(last) });
-        }
-        return out;
-    }
-    // The page of instances (§6.3.10): over the union of the entity's attributes, in traversal
-    // order — most recent first with lastN, oldest first otherwise.
-    let total: usize = by_attr.values().map(Vec::len).sum();
-    if total > *budget {
-        let descending = q.time.last_n.is_some();
-        let mut all: Vec<(i64, Origin)> = by_attr.values().flatten().map(|(t, s, ..)| (*t, s.origin)).collect();
-        all.sort_unstable();
-        if descending {
-            all.reverse();
-        }
-        let kept: std::collections::HashSet<Origin> = all.iter().take(*budget).map(|(_, o)| *o).collect();
-        for samples in by_attr.values_mut() {
-            samples.retain(|(_, s, ..)| kept.contains(&s.origin));
-        }
-        let returned: Vec<i64> = all.iter().take(*budget).map(|(t, _)| *t).collect();
-        *budget = 0;
-        out.page = Some(hanbat_store::InstancePage {
-            first: returned.first().copied().unwrap_or_default(),
-            last: returned.last().copied().unwrap_or_default(),
-            descending,
-        });
-    }
-    *budget = budget.saturating_sub(total);
-    // An attribute cut away entirely stays, empty: the next page has its instances.
-    for (iri, samples) in by_attr {
-        let instances =
-            samples.into_iter().map(|(_, s, unit, dataset)| instance_of(&s, unit.as_deref(), &dataset)).collect();
-        out.entity.attrs.insert(iri.to_string(), instances);
-    }
-    out
+    Ok(scan.finish())
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ mod writer;
 use async_trait::async_trait;
 use hanbat_model::{Entity, NgsiError, Result, Timestamp};
 use hanbat_store::{
-    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, Store,
-    TypeAttrCount, WriteOp,
+    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, PageScan,
+    Store, TypeAttrCount, WriteOp,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -206,24 +206,14 @@ fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Result<Page> {
     });
     let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
-    let mut page = Vec::new();
-    let mut matched: u64 = 0;
-    let wanted = q.offset.saturating_add(q.limit);
+    let mut scan = PageScan::new(q);
     while let Some(row) = rows.next().map_err(storage)? {
         let bytes: &[u8] = row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?;
-        let entity = codec::decode(bytes)?;
-        if !q.matches(&entity) {
-            continue;
-        }
-        matched += 1;
-        if matched as usize > q.offset && page.len() < q.limit {
-            page.push(entity);
-        }
-        if !q.count && matched as usize >= wanted {
+        if !scan.offer(codec::decode(bytes)?) {
             break;
         }
     }
-    Ok(Page { entities: page, count: q.count.then_some(matched) })
+    Ok(scan.finish())
 }
 
 #[async_trait]

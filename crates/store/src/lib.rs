@@ -19,7 +19,9 @@ pub mod history;
 pub mod ops;
 
 pub use change::{AttrChange, AttrChangeKind, Change, ChangeKind};
-pub use history::{AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, InstancePage, TemporalEntity};
+pub use history::{
+    AggregatedAttr, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, HistoryScan, InstancePage, TemporalEntity,
+};
 pub use ops::{Applied, NotUpdated, Outcome, Status, WriteOp};
 
 use async_trait::async_trait;
@@ -122,6 +124,38 @@ impl EntityQuery {
 pub struct Page {
     pub entities: Vec<Entity>,
     pub count: Option<u64>,
+}
+
+/// A query as a store runs it: the store streams candidate entities (the ids, types or tenant
+/// its indexes narrow the query to) in page order through [`Self::offer`], which applies the
+/// full predicate, keeps the page and counts; so the page and the count stay right whatever
+/// part of the query the store evaluated itself.
+pub struct PageScan<'q> {
+    q: &'q EntityQuery,
+    page: Vec<Entity>,
+    matched: u64,
+}
+
+impl<'q> PageScan<'q> {
+    pub fn new(q: &'q EntityQuery) -> Self {
+        Self { q, page: Vec::new(), matched: 0 }
+    }
+
+    /// Returns `false` once the page is complete and no count is asked: stop reading.
+    pub fn offer(&mut self, entity: Entity) -> bool {
+        if !self.q.matches(&entity) {
+            return true;
+        }
+        self.matched += 1;
+        if self.matched as usize > self.q.offset && self.page.len() < self.q.limit {
+            self.page.push(entity);
+        }
+        self.q.count || (self.matched as usize) < self.q.offset.saturating_add(self.q.limit)
+    }
+
+    pub fn finish(self) -> Page {
+        Page { entities: self.page, count: self.q.count.then_some(self.matched) }
+    }
 }
 
 /// How many entities of a type have an attribute of a kind; the source of the discovery API.

@@ -16,6 +16,8 @@ pub struct TestBroker {
     pub notifier: Arc<hanbat_notify::Notifier>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     data: Arc<tempfile::TempDir>,
+    /// The test's own PostgreSQL database, when the broker runs on PostgreSQL.
+    database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
 }
 
 impl Drop for TestBroker {
@@ -28,11 +30,21 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 
 impl TestBroker {
     pub async fn embedded() -> Self {
-        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), None).await
     }
 
-    async fn start_on(data: Arc<tempfile::TempDir>) -> Self {
+    /// A broker on a fresh PostgreSQL database; `None` when PostgreSQL is not there (skipped).
+    pub async fn postgres() -> Option<Self> {
+        let database = Arc::new(hanbat_store_postgres::testing::TestDatabase::create().await?);
+        Some(Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), Some(database)).await)
+    }
+
+    async fn start_on(
+        data: Arc<tempfile::TempDir>,
+        database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+    ) -> Self {
         let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        args.store = database.as_ref().map(|d| d.url.clone());
         args.max_body = 1 << 20;
         let running = start(args).await.expect("broker starts");
         Self {
@@ -41,15 +53,16 @@ impl TestBroker {
             notifier: running.notifier,
             server: running.server,
             data,
+            database,
         }
     }
 
     /// Stops this broker as `hanbat serve` stops on SIGTERM and starts a new one on the same
-    /// data folder (another port).
+    /// data folder or database (another port).
     pub async fn restart(&self) -> Self {
         self.server.abort();
         self.notifier.shutdown().await;
-        Self::start_on(self.data.clone()).await
+        Self::start_on(self.data.clone(), self.database.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,6 +132,15 @@ macro_rules! store_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let broker = $crate::common::TestBroker::embedded().await;
+                    super::$name(&broker).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(broker) = $crate::common::TestBroker::postgres().await else { return };
                     super::$name(&broker).await;
                 }
             )*
