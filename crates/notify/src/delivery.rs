@@ -109,45 +109,62 @@ fn latest_per_entity(jobs: Vec<Job>) -> Vec<Job> {
 /// The entities of `data` for these jobs.
 async fn render(inner: &Inner, entry: &Entry, spec: &Spec, jobs: Vec<Job>) -> Vec<Map<String, Value>> {
     let ctx = &spec.notify.ctx;
+    let q_depth = if spec.linked_q { spec.query.q.as_ref().map_or(0, |q| q.link_depth()) } else { 0 };
+    let join_depth = spec.sub.notification.join_depth();
     let mut data = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
             Job::Change { change, trigger } => {
-                if spec.linked_q && change.kind != ChangeKind::Deleted {
-                    let links = Links::fetch(inner, &entry.tenant, &change.entity, spec).await;
-                    if !spec.query.q.as_ref().is_none_or(|q| q.matches_with(&change.entity, &links)) {
-                        continue;
-                    }
+                let links = if change.kind != ChangeKind::Deleted && q_depth.max(join_depth) > 0 {
+                    Links::fetch(inner, &entry.tenant, &change.entity, q_depth.max(join_depth)).await
+                } else {
+                    Links::default()
+                };
+                if q_depth > 0
+                    && change.kind != ChangeKind::Deleted
+                    && !spec.query.q.as_ref().is_none_or(|q| q.matches_with(&change.entity, &links))
+                {
+                    continue;
                 }
-                data.push(payload::change_entity(spec, &change, trigger, ctx));
+                let out = payload::change_entity(spec, &change, trigger, ctx);
+                data.extend(payload::with_linked(spec, &change.entity, out, &links.0, ctx));
             }
             Job::Snapshot { entities } => {
-                data.extend(entities.iter().map(|e| payload::snapshot_entity(spec, e, ctx)));
+                for e in &entities {
+                    let links = if join_depth > 0 {
+                        Links::fetch(inner, &entry.tenant, e, join_depth).await
+                    } else {
+                        Links::default()
+                    };
+                    let out = payload::snapshot_entity(spec, e, ctx);
+                    data.extend(payload::with_linked(spec, e, out, &links.0, ctx));
+                }
             }
         }
     }
     data
 }
 
-/// The entities that relationships lead to, as deep as the subscription's `q` follows them.
+/// The entities that relationships lead to, as deep as the subscription's `q` or `join`
+/// follows them.
+#[derive(Default)]
 struct Links(HashMap<String, Entity>);
 
-/// At most this many linked entities are read to evaluate one linked-entity filter.
+/// At most this many linked entities are read for one entity of a notification.
 const MAX_LINKED: usize = 100;
 
 impl Links {
-    async fn fetch(inner: &Inner, tenant: &str, entity: &Entity, spec: &Spec) -> Self {
-        let depth = spec.query.q.as_ref().map(|q| q.link_depth()).unwrap_or(0);
+    async fn fetch(inner: &Inner, tenant: &str, entity: &Entity, depth: usize) -> Self {
         let mut found: HashMap<String, Entity> = HashMap::new();
-        let mut frontier = objects(entity);
+        let mut frontier = targets(entity);
         for _ in 0..depth {
             let mut next = Vec::new();
             for id in frontier {
-                if found.len() >= MAX_LINKED || found.contains_key(&id) {
+                if found.len() >= MAX_LINKED || found.contains_key(&id) || id == entity.id {
                     continue;
                 }
                 if let Ok(Some(e)) = inner.store.get(tenant, &id).await {
-                    next.extend(objects(&e));
+                    next.extend(targets(&e));
                     found.insert(id, e);
                 }
             }
@@ -164,21 +181,8 @@ impl LinkResolver for Links {
 }
 
 /// The ids every Relationship and ListRelationship of `entity` points to.
-fn objects(entity: &Entity) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut push = |v: &Value| match v {
-        Value::String(s) => ids.push(s.clone()),
-        Value::Array(items) => ids.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
-        _ => {}
-    };
-    for a in entity.attrs.values().flatten() {
-        match &a.value {
-            hanbat_model::AttrValue::Relationship { object, .. } => push(object),
-            hanbat_model::AttrValue::ListRelationship(items) => items.iter().for_each(&mut push),
-            _ => {}
-        }
-    }
-    ids
+fn targets(entity: &Entity) -> Vec<String> {
+    entity.attrs.values().flatten().flat_map(|a| a.value.targets()).map(str::to_string).collect()
 }
 
 /// Sends `out`, retrying failures with exponential backoff (or the endpoint's `cooldown`) up to

@@ -9,6 +9,7 @@ use hanbat_model::render::{self, Format, Options};
 use hanbat_model::{AttrValue, Attribute, Context, Entity, Timestamp};
 use hanbat_store::{AttrChangeKind, Change, ChangeKind};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 const NULL: &str = "urn:ngsi-ld:null";
 
@@ -226,6 +227,46 @@ fn deleted_entity(
     }
     trim_core(spec, &mut out);
     out
+}
+
+/// The entity of `data` with its linked entities (§4.5.23): with `join=inline` each one
+/// rendered under `entity` in the Relationship that points to it (in the simplified format,
+/// in place of the Relationship's object), with `join=flat` each one after it in `data`.
+/// Linked entities are reduced to the subscription's attribute selection like any other.
+pub fn with_linked(
+    spec: &Spec,
+    entity: &Entity,
+    mut out: Map<String, Value>,
+    linked: &HashMap<String, Entity>,
+    ctx: &Context,
+) -> Vec<Map<String, Value>> {
+    if linked.is_empty() {
+        return vec![out];
+    }
+    let inline = spec.sub.notification.join.as_deref() == Some("inline");
+    let simplified = spec.sub.render_options().format == Format::KeyValues;
+    let mut flat: Vec<Map<String, Value>> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, instances) in &entity.attrs {
+        let key = ctx.compact(name);
+        for target in instances.iter().flat_map(|a| a.value.targets()) {
+            let Some(linked_entity) = linked.get(target) else { continue };
+            if inline {
+                let rendered = Value::Object(snapshot_entity(spec, linked_entity, ctx));
+                match out.get_mut(&key) {
+                    Some(Value::Object(attr)) if !simplified => {
+                        attr.insert("entity".into(), rendered);
+                    }
+                    Some(slot @ Value::String(_)) if simplified => *slot = rendered,
+                    _ => {}
+                }
+            } else if !seen.contains(&target) {
+                seen.push(target);
+                flat.push(snapshot_entity(spec, linked_entity, ctx));
+            }
+        }
+    }
+    std::iter::once(out).chain(flat).collect()
 }
 
 /// One entity of a periodic notification: its current state.

@@ -152,6 +152,15 @@ pub struct NotificationParams {
 }
 
 impl NotificationParams {
+    /// How many relationships deep linked entities join the notification (§4.5.23): 0
+    /// without `join` (or with `@none`), `joinLevel` (default 1) otherwise.
+    pub fn join_depth(&self) -> usize {
+        match self.join.as_deref() {
+            Some("flat" | "inline") => self.join_level.map_or(1, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+            _ => 0,
+        }
+    }
+
     pub fn format(&self) -> Format {
         match self.format.as_deref() {
             Some("keyValues" | "simplified") => Format::KeyValues,
