@@ -1034,6 +1034,81 @@ async fn malformed_queries(b: &TestBroker) {
     }
 }
 
+/// What the store's indexes must not lose (ARCHITECTURE.md, plan choices): numbers in arrays,
+/// in JSON-LD value objects and in several instances, ranges that only hold of different
+/// elements, values changed, entities moved and deleted — with and without `count=true`.
+async fn indexed_values_follow_writes(b: &TestBroker) {
+    let entity = |id: &str, level: Value, spot: (f64, f64)| {
+        json!({"id": format!("urn:ngsi-ld:Gauge:{id}"), "type": "Gauge", "level": level,
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [spot.0, spot.1]}}})
+    };
+    let p = |v: Value| json!({"type": "Property", "value": v});
+    load(
+        b,
+        &[
+            entity("scalar", p(json!(4)), (127.0, 36.0)),
+            entity("array", p(json!([1, 9])), (127.1, 36.0)),
+            entity("object", p(json!({"@value": 7, "@type": "xsd:integer"})), (127.2, 36.0)),
+            entity(
+                "instances",
+                json!([{"type": "Property", "value": 2}, {"type": "Property", "value": 8, "datasetId": "urn:ngsi-ld:Dataset:b"}]),
+                (127.3, 36.0),
+            ),
+            entity("list", json!({"type": "ListProperty", "valueList": [3, 6]}), (127.4, 36.0)),
+            entity("text", p(json!("5")), (127.5, 36.0)),
+            entity("huge", p(json!(9_007_199_254_740_993_u64)), (127.6, 36.0)),
+        ],
+    )
+    .await;
+    let ids = |names: &[&str]| names.iter().map(|n| format!("urn:ngsi-ld:Gauge:{n}")).collect::<BTreeSet<_>>();
+    let check = |q: &'static str, want: BTreeSet<String>| async move {
+        assert_eq!(get_ids(b, &format!("type=Gauge&q={}", enc(q))).await, want, "q={q}");
+        assert_eq!(get_ids(b, &format!("q={}", enc(q))).await, want, "q={q} without type");
+        for query in [format!("type=Gauge&q={}", enc(q)), format!("q={}", enc(q))] {
+            let r = b.get(&format!("/entities?{query}&count=true&limit=0")).await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["NGSILD-Results-Count"], want.len().to_string().as_str(), "count {query}");
+        }
+    };
+    check("level>5;level<3", ids(&["array", "instances"])).await;
+    // Each term may hold of another element: [1, 9] has one ≥ 4 and one ≤ 4.
+    check("level>=4;level<=4", ids(&["scalar", "array", "instances", "list"])).await;
+    check("level>=4;level<=4;level!=1", ids(&["scalar", "instances", "list"])).await;
+    check("level==7", ids(&["object"])).await;
+    check("level==6", ids(&["list"])).await;
+    check("level>9000000000000000", ids(&["huge"])).await;
+    check("level<100", ids(&["scalar", "array", "object", "instances", "list"])).await;
+    check("level>100;level>=9007199254740993", ids(&["huge"])).await;
+    // Changes: a new value, a removed attribute, a moved location, a deleted entity.
+    assert_eq!(b.patch("/entities/urn:ngsi-ld:Gauge:scalar/attrs", &json!({"level": 50})).await.status(), 204);
+    assert_eq!(b.delete("/entities/urn:ngsi-ld:Gauge:list/attrs/level").await.status(), 204);
+    assert_eq!(b.delete("/entities/urn:ngsi-ld:Gauge:object").await.status(), 204);
+    let moved = json!({"location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [128.0, 37.0]}}});
+    assert_eq!(b.patch("/entities/urn:ngsi-ld:Gauge:array/attrs", &moved).await.status(), 204);
+    check("level<100", ids(&["scalar", "array", "instances"])).await;
+    check("level==50", ids(&["scalar"])).await;
+    check("level==4", ids(&[])).await;
+    let box_around = |x0: f64, y0: f64, x1: f64, y1: f64| {
+        format!("type=Gauge&georel=within&geometry=Polygon&coordinates={}", enc(&rect(x0, y0, x1, y1).to_string()))
+    };
+    assert_eq!(get_ids(b, &box_around(126.95, 35.95, 127.15, 36.05)).await, ids(&["scalar"]));
+    assert_eq!(get_ids(b, &box_around(127.95, 36.95, 128.05, 37.05)).await, ids(&["array"]));
+    let near = format!(
+        "type=Gauge&georel={}&geometry=Point&coordinates={}",
+        enc("near;maxDistance==2000"),
+        enc("[127.2,36.0]")
+    );
+    assert_eq!(get_ids(b, &near).await, ids(&[]));
+    // Another tenant sees none of it.
+    let r = b
+        .request(Method::GET, &format!("/entities?q={}", enc("level<100")))
+        .header("NGSILD-Tenant", "elsewhere")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404, "NonexistentTenant").await;
+}
+
 store_tests!(
     selectors_and_projection,
     q_language,
@@ -1045,4 +1120,5 @@ store_tests!(
     local_and_user_context,
     combined,
     malformed_queries,
+    indexed_values_follow_writes,
 );
