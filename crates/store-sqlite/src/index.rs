@@ -146,3 +146,61 @@ pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hanbat_model::jsonld::core_context;
+    use hanbat_model::parse::{Mode, entity};
+    use serde_json::json;
+
+    fn parsed(value: Json) -> Entity {
+        let Json::Object(object) = value else { panic!("not an object") };
+        entity(object, &core_context(), Mode::Entity).unwrap()
+    }
+
+    #[test]
+    fn numbers_and_boxes_cover_what_comparisons_see() {
+        let e = parsed(json!({"id": "urn:ngsi-ld:T:1", "type": "T",
+            "a": 3, "b": [1, "x", {"@value": 2}], "c": "7", "d": {"type": "Relationship", "object": "urn:x"},
+            "loc": {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[1.0, 5.0], [3.0, -2.0]]}}}));
+        let mut nums: Vec<(String, f64, bool)> =
+            numbers(&e).into_iter().map(|(n, v, s)| (n.rsplit('/').next().unwrap().to_string(), v, s)).collect();
+        nums.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(nums, vec![("a".into(), 3.0, true), ("b".into(), 1.0, false), ("b".into(), 2.0, false)]);
+        let b = boxes(&e);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].1, [1.0, 3.0, -2.0, 5.0]);
+    }
+
+    /// A database written before the indexes existed gets them when the migration runs.
+    #[test]
+    fn migration_backfills_the_indexes() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        let e = parsed(json!({"id": "urn:ngsi-ld:T:1", "type": "T", "a": 3,
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [127.0, 36.0]}}}));
+        conn.execute_batch(
+            "DROP TABLE entity_nums; DROP TABLE entity_geo; DROP TABLE entity_geo_keys; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO entities(tenant, id, doc) VALUES (1, ?1, ?2)",
+            rusqlite::params![e.id, crate::codec::encode(&e).unwrap()],
+        )
+        .unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM entity_nums WHERE value = 3 AND single = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let g: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM entity_geo WHERE min_x <= 127.0 AND max_x >= 127.0 AND tenant = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(g, 1);
+    }
+}
