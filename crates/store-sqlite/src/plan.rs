@@ -106,8 +106,21 @@ impl Source {
         }
     }
 
-    /// Candidates, counted up to [`PROBE_CAP`] + 1.
+    /// Candidates, counted up to [`PROBE_CAP`] + 1 (types: exactly, from the counters).
     fn estimate(&self, conn: &Connection, tenant: i64) -> Result<i64> {
+        if let Source::Types(types) = self {
+            // The discovery counters hold each type's entity count (attr 0): no index walk.
+            let mut args = vec![Sql::from(tenant)];
+            args.extend(types.iter().map(|t| Sql::from(*t)));
+            let sql = format!(
+                "SELECT coalesce(sum(n), 0) FROM type_attr_counts WHERE tenant = ? AND type IN ({}) AND attr = 0 AND kind = ''",
+                marks(types.len())
+            );
+            return conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
+                .map_err(storage);
+        }
         let mut args = Vec::new();
         let Some(rids) = self.rids(tenant, &mut args) else { return Ok(i64::MAX) };
         let sql = format!("SELECT count(*) FROM (SELECT rid FROM ({rids}) LIMIT {})", PROBE_CAP + 1);
@@ -332,12 +345,25 @@ fn exact_count(conn: &Connection, tenant: i64, q: &EntityQuery, needs: &Needs) -
         .map_err(storage)?
         .max(0) as u64;
     if let Some(numbers) = needs.numbers.first() {
-        let mut args: Vec<Sql> = vec![Sql::from(tenant), Sql::from(tenant), Sql::from(numbers.attr)];
-        let first_range = numbers.conditions(false, &mut args);
-        let mut sql = format!(
-            "SELECT e.doc FROM entities e WHERE e.tenant = ? AND e.rid IN (SELECT rid FROM entity_nums WHERE tenant = ? \
-             AND attr = ? AND (single = 0 OR abs(value) >= {EXACT_LIMIT}){first_range})"
-        );
+        // Three index ranges rather than one OR, which would scan the attribute's every number.
+        let mut args: Vec<Sql> = vec![Sql::from(tenant)];
+        let mut parts = Vec::new();
+        for (single, extra) in [
+            (0, None),
+            (1, Some(format!(" AND value >= {EXACT_LIMIT}"))),
+            (1, Some(format!(" AND value <= -{EXACT_LIMIT}"))),
+        ] {
+            args.extend([Sql::from(tenant), Sql::from(numbers.attr)]);
+            let condition = match extra {
+                None => numbers.conditions(false, &mut args),
+                Some(huge) => huge,
+            };
+            parts.push(format!(
+                "SELECT rid FROM entity_nums WHERE tenant = ? AND attr = ? AND single = {single}{condition}"
+            ));
+        }
+        let mut sql =
+            format!("SELECT e.doc FROM entities e WHERE e.tenant = ? AND e.rid IN ({})", parts.join(" UNION ALL "));
         sql.push_str(&type_check("e", &mut args));
         let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
