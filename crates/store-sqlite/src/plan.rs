@@ -235,7 +235,13 @@ pub(crate) fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Resu
 /// Streams the source's rows in page order through the evaluator. `types` (when the source is
 /// not the type index) are checked in SQL first, before a document is decoded.
 fn scan(conn: &Connection, tenant: i64, q: &EntityQuery, source: Source, types: &[i64]) -> Result<Page> {
-    let mut sql = String::from("SELECT e.doc FROM entities e WHERE e.tenant = ?");
+    // `+e.tenant` keeps SQLite off the (tenant, id) index for every source but ids: with it,
+    // SQLite walked the tenant's every row and sorted them by rid before the first one came
+    // out (EXPLAIN QUERY PLAN: "USE TEMP B-TREE FOR ORDER BY"); without it, rows come by rid
+    // straight from the candidates' sorted list, or the table itself, and the scan stops at
+    // the page's end.
+    let tenant_term = if matches!(source, Source::Ids(_)) { "e.tenant = ?" } else { "+e.tenant = ?" };
+    let mut sql = format!("SELECT e.doc FROM entities e WHERE {tenant_term}");
     let mut args: Vec<Sql> = vec![tenant.into()];
     match &source {
         Source::Ids(ids) => {
@@ -363,7 +369,7 @@ fn exact_count(conn: &Connection, tenant: i64, q: &EntityQuery, needs: &Needs) -
             ));
         }
         let mut sql =
-            format!("SELECT e.doc FROM entities e WHERE e.tenant = ? AND e.rid IN ({})", parts.join(" UNION ALL "));
+            format!("SELECT e.doc FROM entities e WHERE +e.tenant = ? AND e.rid IN ({})", parts.join(" UNION ALL "));
         sql.push_str(&type_check("e", &mut args));
         let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
