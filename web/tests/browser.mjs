@@ -318,9 +318,14 @@ await test('keyboard: tab to a site card, open it with Enter; Escape closes the 
   await page.locator('.site-card[data-site="smart-village"]').focus();
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/site/smart-village');
-  const alert = page.locator('#alert-feed .alert').first();
-  if ((await alert.count()) > 0) {
-    await alert.focus();
+  // The feed re-renders as the simulator raises alerts: focus whichever alert is first now,
+  // in one step, rather than a locator that may resolve to an element already replaced.
+  const focused = await page.evaluate(() => {
+    const first = document.querySelector('#alert-feed .alert');
+    first?.focus();
+    return first !== null && document.activeElement === first;
+  });
+  if (focused) {
     await page.keyboard.press('Enter');
     await page.locator('#inspector:not([hidden])').waitFor({ timeout: 3000 });
     await page.keyboard.press('Escape');

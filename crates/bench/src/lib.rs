@@ -7,6 +7,7 @@
 
 mod load;
 mod notify;
+mod query;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -26,8 +27,10 @@ const ALL: &[&str] = &["bare", "create", "batch_upsert", "get_by_id", "patch_att
 pub struct BenchArgs {
     /// Scenarios to run (repeatable): bare, create, batch_upsert, get_by_id, patch_attr, scale,
     /// and the notification scenarios notify_entities, notify_type, notify_write_overhead,
-    /// notify_throughput, notify_dead_receiver (each on a broker of its own). Default: all but
-    /// scale and the notification scenarios.
+    /// notify_throughput, notify_dead_receiver (each on a broker of its own), and the query
+    /// scenarios query_q, query_near, query_within, query_count (on one broker loaded with
+    /// `--entities` city entities). Default: all but scale, the notification and the query
+    /// scenarios.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// How long each scenario drives load.
@@ -39,7 +42,7 @@ pub struct BenchArgs {
     /// Entities loaded before get_by_id and patch_attr.
     #[arg(long, default_value_t = 10_000)]
     pub preload: usize,
-    /// Entities loaded by the scale scenario.
+    /// Entities loaded by the scale scenario and the query scenarios.
     #[arg(long, default_value_t = 1_000_000)]
     pub entities: usize,
     /// Store of the broker under test (passed to `hanbat serve --store`); default embedded.
@@ -150,12 +153,18 @@ fn print(name: &str, stats: &Stats, unit: &str, scale: f64) {
 
 /// Loads `count` entities with ids `{prefix}{i}`, 1000 per request, 4 requests in flight.
 async fn preload(addr: SocketAddr, prefix: &str, count: usize) -> anyhow::Result<Duration> {
+    load_batches(addr, count, |from, to| batch(from..to, prefix)).await
+}
+
+/// Loads `count` entities by batch upserts of 1000 (`body(from, to)` is the JSON array of
+/// entities `from..to`), 4 requests in flight.
+async fn load_batches(addr: SocketAddr, count: usize, body: impl Fn(u64, u64) -> String) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let batches: Vec<(u64, u64)> = (0..count as u64).step_by(1000).map(|s| (s, (s + 1000).min(count as u64))).collect();
     for chunk in batches.chunks(4) {
         let mut tasks = Vec::new();
         for &(from, to) in chunk {
-            let body = batch(from..to, prefix);
+            let body = body(from, to);
             tasks.push(tokio::spawn(once(
                 addr,
                 with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", body),
@@ -221,7 +230,11 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
     let scenarios: Vec<String> =
         if args.scenarios.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
     for s in &scenarios {
-        if !ALL.contains(&s.as_str()) && s != "scale" && !notify::SCENARIOS.contains(&s.as_str()) {
+        let known = ALL.contains(&s.as_str())
+            || s == "scale"
+            || notify::SCENARIOS.contains(&s.as_str())
+            || query::SCENARIOS.contains(&s.as_str());
+        if !known {
             bail!("unknown scenario '{s}'");
         }
     }
@@ -233,6 +246,8 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
     let (clients, duration) = (args.clients, args.duration);
     let mut bare_rps = None;
     let mut get_rps = None;
+    // The query scenarios share one loaded broker, started at the first of them.
+    let mut city: Option<query::City> = None;
     for scenario in &scenarios {
         match scenario.as_str() {
             "bare" => {
@@ -306,6 +321,14 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
             }
             "scale" => scale(&exe, &args).await?,
             s if notify::SCENARIOS.contains(&s) => notify::run(s, &exe, &args).await?,
+            s if query::SCENARIOS.contains(&s) => {
+                let loaded = match city.take() {
+                    Some(c) => c,
+                    None => query::City::load(&exe, &args).await?,
+                };
+                loaded.run(s, &args).await?;
+                city = Some(loaded);
+            }
             _ => {}
         }
     }

@@ -10,14 +10,16 @@
 
 mod codec;
 mod history;
+mod index;
+mod plan;
 mod schema;
 mod writer;
 
 use async_trait::async_trait;
 use hanbat_model::{Entity, NgsiError, Result, Timestamp};
 use hanbat_store::{
-    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Order, Page, PageScan,
-    Store, TypeAttrCount, WriteOp,
+    Applied, Change, DocKind, EntityQuery, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, Page, Store,
+    TypeAttrCount, WriteOp,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -170,52 +172,6 @@ fn name_id(conn: &Connection, iri: &str) -> Result<Option<i64>> {
         .map_err(storage)
 }
 
-/// Streams candidate rows in `rid` order through the query's predicate, keeping one page and
-/// counting every match when asked to. Candidates come from the ids or the type index when the
-/// query bounds them, else from the tenant's whole table.
-fn run_query(conn: &Connection, tenant: i64, q: &EntityQuery) -> Result<Page> {
-    let mut sql = String::from("SELECT e.doc FROM entities e WHERE e.tenant = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![tenant.into()];
-    if let Some(ids) = q.candidate_ids() {
-        let first = args.len() + 1;
-        let marks: Vec<String> = (first..first + ids.len()).map(|i| format!("?{i}")).collect();
-        sql.push_str(&format!(" AND e.id IN ({})", marks.join(",")));
-        args.extend(ids.into_iter().map(|i| rusqlite::types::Value::from(i.to_string())));
-    } else if let Some(types) = q.candidate_types() {
-        let mut type_ids = Vec::new();
-        for t in types {
-            if let Some(id) = name_id(conn, t)? {
-                type_ids.push(rusqlite::types::Value::from(id));
-            }
-        }
-        if type_ids.is_empty() {
-            return Ok(Page { entities: Vec::new(), count: q.count.then_some(0) });
-        }
-        let first = args.len() + 1;
-        let marks: Vec<String> = (first..first + type_ids.len()).map(|i| format!("?{i}")).collect();
-        sql.push_str(&format!(
-            " AND e.rid IN (SELECT rid FROM entity_types WHERE tenant = ?1 AND type IN ({}))",
-            marks.join(",")
-        ));
-        args.extend(type_ids);
-    }
-    sql.push_str(match q.order_by_id {
-        None => " ORDER BY e.rid",
-        Some(Order::Ascending) => " ORDER BY e.id",
-        Some(Order::Descending) => " ORDER BY e.id DESC",
-    });
-    let mut stmt = conn.prepare_cached(&sql).map_err(storage)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(storage)?;
-    let mut scan = PageScan::new(q);
-    while let Some(row) = rows.next().map_err(storage)? {
-        let bytes: &[u8] = row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?;
-        if !scan.offer(codec::decode(bytes)?) {
-            break;
-        }
-    }
-    Ok(scan.finish())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, tenant: &str, ops: Vec<WriteOp>) -> Result<Vec<Result<Applied>>> {
@@ -249,7 +205,7 @@ impl Store for SqliteStore {
     async fn query(&self, tenant: &str, query: &EntityQuery) -> Result<Page> {
         let (tenant, query) = (tenant.to_string(), query.clone());
         self.read(move |conn| match tenant_id(conn, &tenant)? {
-            Some(t) => run_query(conn, t, &query),
+            Some(t) => plan::run_query(conn, t, &query),
             None => Ok(Page { entities: Vec::new(), count: query.count.then_some(0) }),
         })
         .await

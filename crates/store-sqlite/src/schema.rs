@@ -65,7 +65,25 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE t_series ADD COLUMN small INTEGER NOT NULL DEFAULT 0;
     ",
+    // 5: query indexes (see `index`): the numbers of top-level attributes for q comparisons,
+    // and an R*Tree of GeoProperty bounding boxes for geo-queries. Filled from the stored
+    // entities by `index::backfill` (BACKFILL_INDEXES).
+    "
+    CREATE TABLE entity_nums(
+        tenant INTEGER NOT NULL, attr INTEGER NOT NULL, single INTEGER NOT NULL, value REAL NOT NULL,
+        rid INTEGER NOT NULL,
+        PRIMARY KEY(tenant, attr, single, value, rid)
+    ) WITHOUT ROWID;
+    CREATE INDEX entity_nums_by_rid ON entity_nums(rid);
+    CREATE TABLE entity_geo_keys(gid INTEGER PRIMARY KEY, rid INTEGER NOT NULL);
+    CREATE INDEX entity_geo_keys_by_rid ON entity_geo_keys(rid);
+    CREATE VIRTUAL TABLE entity_geo USING rtree(gid, min_x, max_x, min_y, max_y, +tenant INTEGER, +attr INTEGER, +rid INTEGER);
+    ",
 ];
+
+/// The migration (index in [`MIGRATIONS`]) after which the query indexes are built from the
+/// stored entities.
+const BACKFILL_INDEXES: usize = 4;
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -73,6 +91,9 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if index == BACKFILL_INDEXES {
+            crate::index::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
     }

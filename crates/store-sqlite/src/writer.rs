@@ -5,7 +5,7 @@
 //! transaction and acknowledges them after the commit. Under load many small writes share one
 //! fsync; with a single client a write costs one commit, as before.
 
-use crate::{codec, history};
+use crate::{codec, history, index};
 use hanbat_model::{NgsiError, Result, Timestamp};
 use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -326,6 +326,7 @@ fn write_one(
                 tx.prepare_cached("INSERT INTO entity_types(tenant, type, rid) VALUES (?1, ?2, ?3)")?
                     .execute(params![tenant_id, type_id, rid])?;
             }
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, false, Some(next))?;
             counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (Some(next), Some(rid)) => {
@@ -348,12 +349,14 @@ fn write_one(
                         .execute(params![tenant_id, type_id, rid])?;
                 }
             }
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, true, Some(next))?;
             counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (None, Some(rid)) => {
             tx.prepare_cached("DELETE FROM entities WHERE rid = ?1")?.execute([rid])?;
             tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?
                 .execute(params![tenant_id, rid])?;
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, true, None)?;
             counts.add(tx, ids, tenant_id, &change.entity, -1)?;
         }
         (None, None) => {}
