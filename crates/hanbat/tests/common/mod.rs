@@ -16,6 +16,7 @@ pub struct TestBroker {
     pub notifier: Arc<hanbat_notify::Notifier>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     data: Arc<tempfile::TempDir>,
+    args: ServeArgs,
 }
 
 impl Drop for TestBroker {
@@ -28,28 +29,36 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 
 impl TestBroker {
     pub async fn embedded() -> Self {
-        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+        Self::embedded_with(|_| {}).await
     }
 
-    async fn start_on(data: Arc<tempfile::TempDir>) -> Self {
+    /// A broker on the embedded store with options of the test's (`--mqtt-topic-prefix`, …).
+    pub async fn embedded_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let data = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
         args.max_body = 1 << 20;
-        let running = start(args).await.expect("broker starts");
+        configure(&mut args);
+        Self::start_on(data, args).await
+    }
+
+    async fn start_on(data: Arc<tempfile::TempDir>, args: ServeArgs) -> Self {
+        let running = start(args.clone()).await.expect("broker starts");
         Self {
             origin: format!("http://{}", running.addr),
             http: reqwest::Client::new(),
             notifier: running.notifier,
             server: running.server,
             data,
+            args,
         }
     }
 
     /// Stops this broker as `hanbat serve` stops on SIGTERM and starts a new one on the same
-    /// data folder (another port).
+    /// data folder and options (another port).
     pub async fn restart(&self) -> Self {
         self.server.abort();
         self.notifier.shutdown().await;
-        Self::start_on(self.data.clone()).await
+        Self::start_on(self.data.clone(), self.args.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {
