@@ -349,6 +349,49 @@ async fn commands_are_published_to_the_device() {
     wait_stats(&broker, "the command counted", |s| s["commands"] == 1).await;
 }
 
+/// A Mosquitto of this test's own (the shared one cannot be restarted), in local-only mode.
+fn spawn_mosquitto(port: u16) -> tokio::process::Child {
+    tokio::process::Command::new("mosquitto")
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto runs (apt-get install mosquitto)")
+}
+
+async fn ingestion_resumes_after_mosquitto_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let mut mosquitto = spawn_mosquitto(port);
+    let broker = TestBroker::embedded_with(|args| args.mqtt = format!("mqtt://127.0.0.1:{port}")).await;
+    provision(&broker, "/devices", &json!({"device_id": "bus1", "apikey": "k", "entity_type": "Vehicle"})).await;
+    wait_stats(&broker, "connected", |s| s["connected"] == true).await;
+    let publish = |speed: u32| async move {
+        let mut options = MqttOptions::new(unique("bus-"), "127.0.0.1", port);
+        options.set_clean_session(true);
+        let (client, mut events) = AsyncClient::new(options, 16);
+        client
+            .publish("hanbat/k/bus1/attrs", QoS::AtLeastOnce, false, json!({"speed": speed}).to_string())
+            .await
+            .expect("queued");
+        // Until Mosquitto acknowledged the measure.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !matches!(events.poll().await, Ok(Event::Incoming(Packet::PubAck(_)))) {}
+        })
+        .await
+        .expect("PubAck");
+    };
+    publish(30).await;
+    wait_entity(&broker, "urn:ngsi-ld:Vehicle:bus1", |e| e["speed"]["value"] == 30).await;
+
+    mosquitto.kill().await.expect("mosquitto stopped");
+    wait_stats(&broker, "the connection loss", |s| s["connected"] == false).await;
+    let _mosquitto = spawn_mosquitto(port);
+    wait_stats(&broker, "the reconnection", |s| s["connected"] == true && s["connections"] == 2).await;
+    publish(45).await;
+    wait_entity(&broker, "urn:ngsi-ld:Vehicle:bus1", |e| e["speed"]["value"] == 45).await;
+}
+
 macro_rules! tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -367,5 +410,6 @@ mod embedded {
         bad_measures_are_counted_and_ingestion_continues,
         a_burst_of_measures_is_all_stored,
         commands_are_published_to_the_device,
+        ingestion_resumes_after_mosquitto_restarts,
     );
 }
