@@ -120,6 +120,8 @@ pub async fn run(exe: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     println!("{SCENARIO}.lost: {} count", total.saturating_sub(stored as usize));
     println!("{SCENARIO}.publish_rps: {:.0} measures/s", total as f64 / published.as_secs_f64());
     let s = stats(addr).await?;
+    // Lost before Hanbat (Mosquitto's queue) when received < published, after it otherwise.
+    println!("{SCENARIO}.received: {} count", s["received"]);
     println!("{SCENARIO}.batches: {} count", s["batches"]);
     print_cpu(SCENARIO, broker.child.id(), cpu, stored as f64);
     Ok(())

@@ -38,8 +38,6 @@ pub struct Stats {
     pub stored: AtomicU64,
     /// Payloads that are not a valid measure (not JSON, no measure, invalid attribute).
     pub malformed: AtomicU64,
-    /// Measures on a topic that does not have the `{prefix}/{apikey}/{device}/attrs` form.
-    pub bad_topic: AtomicU64,
     pub unknown_apikey: AtomicU64,
     pub unknown_device: AtomicU64,
     /// Measures the store refused (e.g. the entity id is taken by another type's entity).
@@ -68,7 +66,6 @@ impl Stats {
             "received": get(&self.received),
             "stored": get(&self.stored),
             "malformed": get(&self.malformed),
-            "bad_topic": get(&self.bad_topic),
             "unknown_apikey": get(&self.unknown_apikey),
             "unknown_device": get(&self.unknown_device),
             "rejected": get(&self.rejected),

@@ -170,10 +170,17 @@ pub struct MqttSink {
     /// Measures published, and acknowledged by Mosquitto (counted by the connection's task).
     published: std::sync::atomic::AtomicU64,
     acked: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Entity ids provisioned as devices, entity types provisioned as service groups.
-    devices: parking_lot::Mutex<HashSet<String>>,
-    groups: parking_lot::Mutex<HashSet<String>>,
+    /// Entity ids provisioned as devices and entity types provisioned as service groups, locked
+    /// for the whole provisioning of a batch: a device provisioned before its group would take
+    /// no @context from it, and its first measures would be expanded with the core context.
+    provisioned: tokio::sync::Mutex<Provisioned>,
     connection: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Provisioned {
+    devices: HashSet<String>,
+    groups: HashSet<String>,
 }
 
 impl Drop for MqttSink {
@@ -215,7 +222,9 @@ impl MqttSink {
         let host = url.host_str().ok_or_else(|| anyhow!("the MQTT URL '{mqtt}' has no host"))?;
         let id = format!("hanbat-sim-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
         let mut options = rumqttc::MqttOptions::new(id, host, url.port().unwrap_or(1883));
-        options.set_inflight(100).set_keep_alive(Duration::from_secs(30));
+        // The city model's district boundaries make payloads of tens of kB (rumqttc's default
+        // limit is 10 kB); Hanbat takes up to 1 MiB.
+        options.set_inflight(100).set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut events) = rumqttc::AsyncClient::new(options, 4096);
         let acked = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let counter = acked.clone();
@@ -239,8 +248,7 @@ impl MqttSink {
             prefix: prefix.to_string(),
             published: Default::default(),
             acked,
-            devices: Default::default(),
-            groups: Default::default(),
+            provisioned: Default::default(),
             connection,
         })
     }
@@ -266,14 +274,11 @@ impl MqttSink {
 
     /// Provisions the groups and devices of the batch's entities seen for the first time.
     async fn provision_new(&self, batch: &[Value]) -> anyhow::Result<()> {
-        let fresh: Vec<&Value> = {
-            let mut known = self.devices.lock();
-            batch.iter().filter(|e| e["id"].as_str().is_some_and(|id| known.insert(id.to_string()))).collect()
-        };
-        let types: Vec<&str> = {
-            let mut known = self.groups.lock();
-            fresh.iter().filter_map(|e| e["type"].as_str()).filter(|t| known.insert(t.to_string())).collect()
-        };
+        let mut known = self.provisioned.lock().await;
+        let fresh: Vec<&Value> =
+            batch.iter().filter(|e| e["id"].as_str().is_some_and(|id| known.devices.insert(id.to_string()))).collect();
+        let types: Vec<&str> =
+            fresh.iter().filter_map(|e| e["type"].as_str()).filter(|t| known.groups.insert(t.to_string())).collect();
         for t in types {
             let group =
                 serde_json::json!({"apikey": Self::apikey(t), "entity_type": t, "@context": crate::CITY_CONTEXT_URL});
