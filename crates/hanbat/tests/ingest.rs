@@ -349,6 +349,33 @@ async fn commands_are_published_to_the_device() {
     wait_stats(&broker, "the command counted", |s| s["commands"] == 1).await;
 }
 
+/// `hanbat sim --via mqtt`'s sink: devices provisioned over `/iot`, measures over Mosquitto, and
+/// the entities as the HTTP sink writes them (names expanded with the city @context).
+async fn the_simulator_publishes_through_mqtt() {
+    let (broker, prefix) = broker().await;
+    let args = hanbat_sim::SimArgs {
+        scenario: hanbat_sim::Scenario::Street,
+        // Few enough measures (< 1000) that Mosquitto's per-subscriber queue cannot overflow.
+        backfill: Some(Duration::from_secs(180)),
+        duration: Some(Duration::ZERO),
+        skip_city_model: true,
+        batch_size: 100,
+        ..hanbat_sim::SimArgs::default()
+    };
+    let sink = hanbat_sim::MqttSink::new(&broker.origin, "mqtt://127.0.0.1:1883", &prefix, None).expect("MQTT sink");
+    let report = hanbat_sim::run_with(&args, Arc::new(sink), std::future::pending()).await.expect("simulation");
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.entity_updates > 100, "{report}");
+    let s = wait_stats(&broker, "every simulated measure", |s| s["stored"] == report.entity_updates).await;
+    assert_eq!(s["received"], report.entity_updates, "{s}");
+    let devices: Value = iot(&broker, Method::GET, "/devices", None, None).await.json().await.expect("JSON");
+    assert_eq!(devices["count"].as_u64(), Some(report.entities as u64), "one device per entity");
+    let link = hanbat_sim::context_link();
+    let r = broker.request(Method::GET, "/entities?type=Streetlight&limit=1").header("Link", link).send().await;
+    let lights: Value = r.expect("sent").json().await.expect("JSON");
+    assert!(lights[0]["id"].is_string(), "streetlights are typed with the city @context: {lights}");
+}
+
 /// A Mosquitto of this test's own (the shared one cannot be restarted), in local-only mode.
 fn spawn_mosquitto(port: u16) -> tokio::process::Child {
     tokio::process::Command::new("mosquitto")
@@ -411,5 +438,6 @@ mod embedded {
         a_burst_of_measures_is_all_stored,
         commands_are_published_to_the_device,
         ingestion_resumes_after_mosquitto_restarts,
+        the_simulator_publishes_through_mqtt,
     );
 }
