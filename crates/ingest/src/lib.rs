@@ -351,8 +351,16 @@ impl Ingest {
                 )));
             }
         }
-        self.registry.write().remove_target(tenant, &current);
-        self.put_device(tenant, &device).await
+        self.put_device(tenant, &device).await?;
+        // Only once the new target is in: a failed update leaves the device as it was.
+        let mut registry = self.registry.write();
+        if device.apikey != current.apikey {
+            registry.targets.remove(&(current.apikey, current.device_id));
+        }
+        if device.entity_name != current.entity_name {
+            registry.by_entity.remove(&(tenant.to_string(), current.entity_name));
+        }
+        Ok(())
     }
 
     /// `DELETE /iot/devices/{id}`: the device's entity stays.
