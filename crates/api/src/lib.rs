@@ -9,6 +9,7 @@ pub mod contexts;
 pub mod discovery;
 pub mod entities;
 pub mod identity;
+pub mod iot;
 pub mod params;
 pub mod projection;
 pub mod query;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub max_body: usize,
     /// The subscription service; without it `/subscriptions` answers OperationNotSupported.
     pub notifier: Option<Arc<hanbat_notify::Notifier>>,
+    /// The IoT agent; without it `/iot/...` answers OperationNotSupported.
+    pub ingest: Option<Arc<hanbat_ingest::Ingest>>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
     /// Identifies this broker process (context source identity, §5.15).
@@ -55,6 +58,7 @@ impl AppState {
             broker,
             max_body,
             notifier: None,
+            ingest: None,
             known_tenants: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string().into(),
             started: std::time::Instant::now(),
@@ -64,6 +68,12 @@ impl AppState {
     /// Serves `/subscriptions` with `notifier`.
     pub fn with_notifier(mut self, notifier: Arc<hanbat_notify::Notifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Serves `/iot/...` (device provisioning, ingestion counters) with `ingest`.
+    pub fn with_ingest(mut self, ingest: Arc<hanbat_ingest::Ingest>) -> Self {
+        self.ingest = Some(ingest);
         self
     }
 
@@ -105,7 +115,7 @@ pub fn app_with(state: AppState, extra: Router) -> App {
     tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(state).merge(extra))
 }
 
-/// The NGSI-LD API, mounted at `/ngsi-ld/v1`.
+/// The NGSI-LD API, mounted at `/ngsi-ld/v1`, and the IoT agent's provisioning API at `/iot`.
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     let api = Router::new()
@@ -154,9 +164,18 @@ pub fn router(state: AppState) -> Router {
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    // The IoT Agent's provisioning paths, at the root as IoT Agent clients expect them.
+    let iot = Router::new()
+        .route("/about", get(iot::about))
+        .route("/services", get(iot::list_services).post(iot::create_services).delete(iot::delete_service))
+        .route("/devices", get(iot::list_devices).post(iot::create_devices))
+        .route("/devices/{id}", get(iot::device).put(iot::update_device).delete(iot::delete_device))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     Router::new()
         .nest("/ngsi-ld/v1", api)
+        .nest("/iot", iot)
         .fallback(not_found)
         .layer(middleware::from_fn(echo_tenant))
         .layer(DefaultBodyLimit::max(max_body))

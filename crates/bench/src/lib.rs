@@ -5,6 +5,7 @@
 //! Figures from one run are comparable with each other (same machine load); compare ratios
 //! across runs rather than absolute numbers.
 
+mod ingest;
 mod load;
 mod notify;
 mod query;
@@ -26,10 +27,10 @@ const ALL: &[&str] = &["bare", "create", "batch_upsert", "get_by_id", "patch_att
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Scenarios to run (repeatable): bare, create, batch_upsert, get_by_id, patch_attr, scale,
-    /// and the notification scenarios notify_entities, notify_type, notify_write_overhead,
-    /// notify_throughput, notify_dead_receiver (each on a broker of its own), and the query
-    /// scenarios query_q, query_near, query_within, query_count (on one broker loaded with
-    /// `--entities` city entities). Default: all but scale, the notification and the query
+    /// the notification scenarios notify_entities, notify_type, notify_write_overhead,
+    /// notify_throughput, notify_dead_receiver and mqtt_ingest (each on a broker of its own), and
+    /// the query scenarios query_q, query_near, query_within, query_count (on one broker loaded
+    /// with `--entities` city entities). Default: all but scale, the notification, MQTT and query
     /// scenarios.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
@@ -45,6 +46,12 @@ pub struct BenchArgs {
     /// Entities loaded by the scale scenario and the query scenarios.
     #[arg(long, default_value_t = 1_000_000)]
     pub entities: usize,
+    /// Measures published by the mqtt_ingest scenario.
+    #[arg(long, default_value_t = 20_000)]
+    pub measures: usize,
+    /// Mosquitto for the mqtt_ingest scenario.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt: String,
     /// Store of the broker under test (passed to `hanbat serve --store`); default embedded.
     #[arg(long)]
     pub store: Option<String>,
@@ -92,10 +99,11 @@ async fn wait_ready(addr: SocketAddr, path: &str) -> anyhow::Result<Duration> {
     bail!("server on {addr} did not become ready")
 }
 
-fn spawn_broker(exe: &Path, data: &Path, store: Option<&str>) -> anyhow::Result<Server> {
+/// `hanbat serve` on `data`, with `extra` options.
+fn spawn_broker(exe: &Path, data: &Path, store: Option<&str>, extra: &[&str]) -> anyhow::Result<Server> {
     let addr = free_port()?;
     let mut cmd = Command::new(exe);
-    cmd.arg("serve").arg("--data").arg(data).arg("--listen").arg(addr.to_string());
+    cmd.arg("serve").arg("--data").arg(data).arg("--listen").arg(addr.to_string()).args(extra);
     if let Some(store) = store {
         cmd.arg("--store").arg(store);
     }
@@ -232,6 +240,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
     for s in &scenarios {
         let known = ALL.contains(&s.as_str())
             || s == "scale"
+            || s == ingest::SCENARIO
             || notify::SCENARIOS.contains(&s.as_str())
             || query::SCENARIOS.contains(&s.as_str());
         if !known {
@@ -239,7 +248,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
         }
     }
     let data = tempfile::tempdir()?;
-    let broker = spawn_broker(&exe, data.path(), args.store.as_deref())?;
+    let broker = spawn_broker(&exe, data.path(), args.store.as_deref(), &[])?;
     let addr = broker.addr;
     let broker_pid = broker.child.id();
     wait_ready(addr, "/ngsi-ld/v1/types").await?;
@@ -329,6 +338,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 loaded.run(s, &args).await?;
                 city = Some(loaded);
             }
+            ingest::SCENARIO => ingest::run(&exe, &args).await?,
             _ => {}
         }
     }
@@ -343,7 +353,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
 /// the time from a restart to serving.
 async fn scale(exe: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
-    let broker = spawn_broker(exe, data.path(), args.store.as_deref())?;
+    let broker = spawn_broker(exe, data.path(), args.store.as_deref(), &[])?;
     wait_ready(broker.addr, "/ngsi-ld/v1/types").await?;
     let took = preload(broker.addr, "urn:ngsi-ld:Scale:", args.entities).await?;
     println!("scale.load: {:.0} entities/s", args.entities as f64 / took.as_secs_f64());
@@ -357,7 +367,7 @@ async fn scale(exe: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     println!("scale.disk: {:.0} MiB", dir_mib(data.path()));
     drop(broker);
     let start = Instant::now();
-    let broker = spawn_broker(exe, data.path(), args.store.as_deref())?;
+    let broker = spawn_broker(exe, data.path(), args.store.as_deref(), &[])?;
     wait_ready(broker.addr, &format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Scale:{}", args.entities - 1)).await?;
     println!("scale.restart: {:.2} s", start.elapsed().as_secs_f64());
     if let Some(rss) = rss_mib(broker.child.id()) {

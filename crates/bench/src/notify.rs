@@ -295,7 +295,7 @@ struct Setup {
 
 async fn setup(exe: &Path, args: &BenchArgs, capacity: usize, vehicles: u64, zones: u64) -> anyhow::Result<Setup> {
     let data = tempfile::tempdir()?;
-    let broker = spawn_broker(exe, data.path(), args.store.as_deref())?;
+    let broker = spawn_broker(exe, data.path(), args.store.as_deref(), &[])?;
     wait_ready(broker.addr, "/ngsi-ld/v1/types").await?;
     load_vehicles(broker.addr, vehicles, zones).await.context("loading vehicles")?;
     let timeline = Timeline::new(capacity);

@@ -106,7 +106,7 @@ impl City {
     /// Starts a broker on a fresh data folder and loads `--entities` entities into it.
     pub async fn load(exe: &Path, args: &BenchArgs) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let broker = spawn_broker(exe, data.path(), args.store.as_deref())?;
+        let broker = spawn_broker(exe, data.path(), args.store.as_deref(), &[])?;
         wait_ready(broker.addr, "/ngsi-ld/v1/types").await?;
         let took = load_batches(broker.addr, args.entities, |from, to| {
             format!("[{}]", (from..to).map(city_entity).collect::<Vec<_>>().join(","))

@@ -5,6 +5,7 @@ use clap::Args;
 use hanbat_api::AppState;
 use hanbat_broker::{Broker, Limits};
 use hanbat_context::Contexts;
+use hanbat_ingest::{Ingest, MqttConfig};
 use hanbat_notify::{self as notify, Notifier};
 use hanbat_store::Store;
 use std::net::SocketAddr;
@@ -45,6 +46,15 @@ pub struct ServeArgs {
     /// Prune history recorded longer ago than this (e.g. `90d`); default: keep all.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub history_retention: Option<std::time::Duration>,
+    /// MQTT broker that devices publish their measures to (`{prefix}/{apikey}/{device}/attrs`).
+    #[arg(long, value_name = "URL", default_value = "mqtt://127.0.0.1:1883", env = "HANBAT_MQTT")]
+    pub mqtt: String,
+    /// Do not ingest measures over MQTT (the /iot provisioning API stays).
+    #[arg(long)]
+    pub no_mqtt: bool,
+    /// First level(s) of the measure and command topics.
+    #[arg(long, default_value = "hanbat")]
+    pub mqtt_topic_prefix: String,
 }
 
 #[derive(clap::Parser)]
@@ -65,11 +75,12 @@ impl ServeArgs {
     }
 }
 
-/// A running broker: its address, the task serving it and the subscription service.
+/// A running broker: its address, the task serving it, the subscription service and the IoT agent.
 pub struct Running {
     pub addr: SocketAddr,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub notifier: Arc<Notifier>,
+    pub ingest: Arc<Ingest>,
 }
 
 /// Builds the broker and starts serving; returns once it listens.
@@ -104,8 +115,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!(e.detail))
         .context("loading the subscriptions")?;
     broker.on_change(notifier.listener());
+    let ingest =
+        Ingest::load(broker.clone()).await.map_err(|e| anyhow::anyhow!(e.detail)).context("loading the devices")?;
+    if !args.no_mqtt {
+        let config = MqttConfig { url: args.mqtt.clone(), topic_prefix: args.mqtt_topic_prefix.clone() };
+        hanbat_ingest::mqtt::start(&ingest, &broker, &config).map_err(|e| anyhow::anyhow!(e))?;
+    }
     // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
-    let state = AppState::new(broker.clone(), args.max_body).with_notifier(notifier.clone());
+    let state =
+        AppState::new(broker.clone(), args.max_body).with_notifier(notifier.clone()).with_ingest(ingest.clone());
     let app = hanbat_api::app_with(state, hanbat_web::router(broker));
     // The URL is not logged: it may hold a password.
     let on = if args.store.is_some() { "PostgreSQL".to_string() } else { args.data.display().to_string() };
@@ -113,7 +131,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
-    Ok(Running { addr, server, notifier })
+    Ok(Running { addr, server, notifier, ingest })
 }
 
 /// The store `--store` names, else the embedded store in `--data`.

@@ -26,9 +26,9 @@ mod weather;
 
 pub use anomaly::{AnomalyKind, AnomalyLabel};
 pub use city::city_model;
-pub use run::{SimArgs, SimReport, run, run_with};
+pub use run::{SimArgs, SimReport, Via, run, run_with};
 pub use simulation::{SimConfig, Simulation, Step, TICK};
-pub use sink::{Failure, HttpSink, Sink, WriteOutcome};
+pub use sink::{Failure, HttpSink, MqttSink, Sink, WriteOutcome};
 pub use sites::Scenario;
 
 /// Where the city @context is published. The broker preloads [`CITY_CONTEXT`] under this URL, so

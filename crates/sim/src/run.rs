@@ -5,7 +5,7 @@ use crate::anomaly::AnomalyLabel;
 use crate::city::city_model;
 use crate::signal::fnv;
 use crate::simulation::{SimConfig, Simulation, TICK};
-use crate::sink::{HttpSink, Sink, attribute_counts};
+use crate::sink::{HttpSink, MqttSink, Sink, attribute_counts};
 use crate::sites::Scenario;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -80,6 +80,23 @@ pub struct SimArgs {
     /// Do not write the city model first (it is already loaded).
     #[arg(long)]
     pub skip_city_model: bool,
+    /// How entities reach the broker: its NGSI-LD API, or devices publishing over MQTT to its
+    /// IoT agent (provisioned through its /iot API).
+    #[arg(long, value_enum, default_value_t = Via::Api)]
+    pub via: Via,
+    /// MQTT broker the devices publish to (with --via mqtt).
+    #[arg(long, value_name = "URL", default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt: String,
+    /// First level(s) of the measure topics (the broker's --mqtt-topic-prefix).
+    #[arg(long, default_value = "hanbat")]
+    pub mqtt_topic_prefix: String,
+}
+
+/// The transport of `hanbat sim --via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Api,
+    Mqtt,
 }
 
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
@@ -176,7 +193,10 @@ impl fmt::Display for SimReport {
 
 /// Runs the simulator against the broker at `args.broker` until `--duration` is over or Ctrl-C.
 pub async fn run(args: SimArgs) -> anyhow::Result<SimReport> {
-    let sink = Arc::new(HttpSink::new(&args.broker, args.tenant.clone())?);
+    let sink: Arc<dyn Sink> = match args.via {
+        Via::Api => Arc::new(HttpSink::new(&args.broker, args.tenant.clone())?),
+        Via::Mqtt => Arc::new(MqttSink::new(&args.broker, &args.mqtt, &args.mqtt_topic_prefix, args.tenant.clone())?),
+    };
     run_with(&args, sink, async {
         // If no handler can be installed, the run ends by --duration only.
         if tokio::signal::ctrl_c().await.is_err() {

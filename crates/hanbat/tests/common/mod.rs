@@ -18,6 +18,7 @@ pub struct TestBroker {
     data: Arc<tempfile::TempDir>,
     /// The test's own PostgreSQL database, when the broker runs on PostgreSQL.
     database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+    args: ServeArgs,
 }
 
 impl Drop for TestBroker {
@@ -30,23 +31,38 @@ pub const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.
 
 impl TestBroker {
     pub async fn embedded() -> Self {
-        Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), None).await
+        Self::embedded_with(|_| {}).await
+    }
+
+    /// A broker on the embedded store with options of the test's (`--mqtt-topic-prefix`, …).
+    pub async fn embedded_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::launch(None, configure).await
     }
 
     /// A broker on a fresh PostgreSQL database; `None` when PostgreSQL is not there (skipped).
     pub async fn postgres() -> Option<Self> {
         let database = Arc::new(hanbat_store_postgres::testing::TestDatabase::create().await?);
-        Some(Self::start_on(Arc::new(tempfile::tempdir().expect("temp dir")), Some(database)).await)
+        Some(Self::launch(Some(database), |_| {}).await)
+    }
+
+    async fn launch(
+        database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        args.store = database.as_ref().map(|d| d.url.clone());
+        args.max_body = 1 << 20;
+        configure(&mut args);
+        Self::start_on(data, database, args).await
     }
 
     async fn start_on(
         data: Arc<tempfile::TempDir>,
         database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+        args: ServeArgs,
     ) -> Self {
-        let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
-        args.store = database.as_ref().map(|d| d.url.clone());
-        args.max_body = 1 << 20;
-        let running = start(args).await.expect("broker starts");
+        let running = start(args.clone()).await.expect("broker starts");
         Self {
             origin: format!("http://{}", running.addr),
             http: reqwest::Client::new(),
@@ -54,15 +70,16 @@ impl TestBroker {
             server: running.server,
             data,
             database,
+            args,
         }
     }
 
     /// Stops this broker as `hanbat serve` stops on SIGTERM and starts a new one on the same
-    /// data folder or database (another port).
+    /// data folder or database, with the same options (another port).
     pub async fn restart(&self) -> Self {
         self.server.abort();
         self.notifier.shutdown().await;
-        Self::start_on(self.data.clone(), self.database.clone()).await
+        Self::start_on(self.data.clone(), self.database.clone(), self.args.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {
