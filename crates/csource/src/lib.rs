@@ -447,6 +447,11 @@ impl CSources {
         let stored = entry.snapshot();
         let default_url = hanbat_notify::context_url(&self.inner.contexts, &stored.sub.context);
         let mut out = stored.sub.render(ctx, &default_url, &Timestamp::now());
+        // Registrations are notified by triggerReason; the entity triggers that the
+        // Subscription type renders by default do not apply to them.
+        if stored.sub.triggers.is_none() {
+            out.remove("notificationTrigger");
+        }
         if let Some(t) = stored.temporal_q {
             out.insert("temporalQ".into(), Value::Object(t));
         }
