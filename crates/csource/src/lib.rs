@@ -206,7 +206,8 @@ impl CSources {
             match self.compile(stored, None).await {
                 Ok(live) => {
                     let entry = self.spawn_entry(&tenant, live);
-                    inner.subscriptions.write().insert(key(&tenant, &id), entry);
+                    inner.subscriptions.write().insert(key(&tenant, &id), entry.clone());
+                    self.start_clock(&entry);
                 }
                 Err(e) => {
                     tracing::error!(%tenant, %id, error = %e.detail, "a stored registration subscription cannot be compiled; skipped")
@@ -499,23 +500,20 @@ impl CSources {
     // ---- notifications ---------------------------------------------------------------------
 
     /// Sends the registrations that match `entry` (and did not match `before`, the query of
-    /// its previous version) as `newlyMatching`.
-    fn notify_matching(&self, entry: &SubEntry, before: Option<&RegQuery>) {
+    /// its previous version) as `newlyMatching`; a periodic subscription starts its clock.
+    fn notify_matching(&self, entry: &Arc<SubEntry>, before: Option<&RegQuery>) {
         let live = entry.live();
-        if live.stored.sub.state(&Timestamp::now()) != State::Active || live.stored.sub.time_interval.is_some() {
-            return;
+        if live.stored.sub.state(&Timestamp::now()) == State::Active {
+            send_matching(&self.inner, entry, &live, before);
         }
-        let mut matching: Vec<Registration> = self
-            .inner
-            .registrations
-            .read()
-            .iter()
-            .filter(|((t, _), r)| *t == entry.tenant && live.query.matches(r) && before.is_none_or(|b| !b.matches(r)))
-            .map(|(_, r)| r.clone())
-            .collect();
-        matching.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
-        if !matching.is_empty() {
-            enqueue(entry, &live, Reason::NewlyMatching, &matching);
+        self.start_clock(entry);
+    }
+
+    /// Starts the clock of the live version of a `timeInterval` subscription.
+    fn start_clock(&self, entry: &Arc<SubEntry>) {
+        let live = entry.live();
+        if let Some(secs) = live.stored.sub.time_interval {
+            tokio::spawn(periodic(Arc::downgrade(&self.inner), entry.clone(), live, Duration::from_secs_f64(secs)));
         }
     }
 
@@ -535,6 +533,38 @@ impl CSources {
             // What is sent is the registration as it is now, or as it was when it is gone.
             let Some(reg) = after.or(before) else { continue };
             enqueue(&entry, &live, reason, std::slice::from_ref(reg));
+        }
+    }
+}
+
+/// Queues the registrations of the tenant that match `live` and did not match `before`.
+fn send_matching(inner: &Inner, entry: &SubEntry, live: &Live, before: Option<&RegQuery>) {
+    let mut matching: Vec<Registration> = inner
+        .registrations
+        .read()
+        .iter()
+        .filter(|((t, _), r)| *t == entry.tenant && live.query.matches(r) && before.is_none_or(|b| !b.matches(r)))
+        .map(|(_, r)| r.clone())
+        .collect();
+    matching.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    if !matching.is_empty() {
+        enqueue(entry, live, Reason::NewlyMatching, &matching);
+    }
+}
+
+/// The clock of a `timeInterval` subscription (§5.2.12): every period, the matching
+/// registrations, as long as this version of the subscription is the live one.
+async fn periodic(inner: std::sync::Weak<Inner>, entry: Arc<SubEntry>, live: Arc<Live>, period: Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if entry.deleted.load(Ordering::Acquire) || !Arc::ptr_eq(&entry.live(), &live) {
+            return;
+        }
+        if live.stored.sub.state(&Timestamp::now()) == State::Active {
+            send_matching(&inner, &entry, &live, None);
         }
     }
 }

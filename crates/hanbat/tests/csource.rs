@@ -461,6 +461,24 @@ async fn subscription_filters(broker: &TestBroker) {
     assert_problem(broker.post(SUBS, &dup).await, 409, "AlreadyExists").await;
 }
 
+/// A `timeInterval` subscription sends the matching registrations at once and then every
+/// period, and nothing on changes.
+async fn periodic_subscription(broker: &TestBroker) {
+    let receiver = Receiver::start().await;
+    let id = register(broker, &buildings("urn:ngsi-ld:ContextSourceRegistration:t1")).await;
+    let sub = subscribe(broker, &csr_subscription(&receiver.url, json!({"timeInterval": 1}))).await;
+    let first = receiver.expect().await;
+    check(&first.body, &sub, "newlyMatching", &[&id]);
+    let second = receiver.expect().await;
+    check(&second.body, &sub, "newlyMatching", &[&id]);
+    let gap = second.at.duration_since(first.at);
+    assert!(gap >= Duration::from_millis(800), "{gap:?}");
+    // Deleting the subscription stops the clock.
+    assert_eq!(broker.delete(&format!("{SUBS}/{sub}")).await.status(), 204);
+    while receiver.next(Duration::from_millis(100)).await.is_some() {}
+    receiver.expect_none(Duration::from_millis(1500)).await;
+}
+
 /// Registrations and registration subscriptions survive a restart.
 async fn persistence(broker: &TestBroker) {
     let receiver = Receiver::start().await;
@@ -484,5 +502,6 @@ store_tests!(
     modes_and_conflicts,
     subscription_notifications,
     subscription_filters,
+    periodic_subscription,
     persistence,
 );
