@@ -446,12 +446,20 @@ impl CSources {
 
     fn render_subscription(&self, entry: &SubEntry, ctx: &Context) -> Map<String, Value> {
         let stored = entry.snapshot();
-        let default_url = hanbat_notify::context_url(&self.inner.contexts, &stored.sub.context);
-        let mut out = stored.sub.render(ctx, &default_url, &Timestamp::now());
+        let mut out = stored.sub.render(ctx, "", &Timestamp::now());
         // Registrations are notified by triggerReason; the entity triggers that the
-        // Subscription type renders by default do not apply to them.
+        // Subscription type renders by default do not apply to them. The default
+        // `jsonldContext` is left out as well: the registration subscription of V1.8.1
+        // (§5.2.12 as used by §5.11) reports only what the client set.
         if stored.sub.triggers.is_none() {
             out.remove("notificationTrigger");
+        }
+        if stored.sub.jsonld_context.is_none() {
+            out.remove("jsonldContext");
+        }
+        // The counters are optional members (§5.2.14); a count of zero says nothing.
+        if let Some(Value::Object(n)) = out.get_mut("notification") {
+            n.retain(|k, v| !(matches!(k.as_str(), "timesSent" | "timesFailed") && *v == json!(0)));
         }
         if let Some(t) = stored.temporal_q {
             out.insert("temporalQ".into(), Value::Object(t));

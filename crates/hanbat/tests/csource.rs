@@ -399,11 +399,13 @@ async fn subscription_notifications(broker: &TestBroker) {
     }
     assert_eq!(got["type"], "Subscription");
     assert_eq!(got["status"], "active");
-    // Entity triggers do not apply to registrations.
-    assert!(got.get("notificationTrigger").is_none(), "{got}");
+    // Entity triggers do not apply to registrations; no jsonldContext was set.
+    assert!(got.get("notificationTrigger").is_none() && got.get("jsonldContext").is_none(), "{got}");
     assert_eq!(got["notification"]["timesSent"], 5, "{got}");
     assert_eq!(got["notification"]["status"], "ok");
     assert!(got["notification"]["lastSuccess"].is_string());
+    // Zero counters are left out.
+    assert!(got["notification"].get("timesFailed").is_none(), "{got}");
 
     // Updating the subscription sends the registrations that match only now.
     let r = broker.patch(&format!("{SUBS}/{sub}"), &json!({"entities": [{"type": "Bus"}]})).await;

@@ -125,7 +125,7 @@ pub struct Notifier {
 }
 
 /// The URL that stands for a @context value in `Link` headers and `jsonldContext`.
-pub fn context_url(contexts: &Contexts, value: &Value) -> String {
+fn context_url(contexts: &Contexts, value: &Value) -> String {
     match value {
         Value::String(url) => url.clone(),
         Value::Array(items) if items.len() == 1 && items[0].is_string() => {
