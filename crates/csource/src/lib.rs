@@ -390,7 +390,9 @@ impl CSources {
             queue: tx,
             deleted: AtomicBool::new(false),
         });
-        tokio::spawn(deliver(Arc::downgrade(&self.inner), entry.clone(), rx));
+        // The task holds the entry weakly: once the subscription is deleted and dropped, its
+        // queue's sender goes with it and the task ends.
+        tokio::spawn(deliver(Arc::downgrade(&self.inner), Arc::downgrade(&entry), rx));
         entry
     }
 
@@ -609,9 +611,9 @@ fn enqueue(entry: &SubEntry, live: &Live, reason: Reason, regs: &[Registration])
 /// The delivery task of one registration subscription: sends its notifications in order,
 /// one attempt each (a registration subscription reports the registrations as they are at the
 /// next change), records the status and writes it back.
-async fn deliver(inner: std::sync::Weak<Inner>, entry: Arc<SubEntry>, mut rx: mpsc::Receiver<Value>) {
+async fn deliver(inner: std::sync::Weak<Inner>, entry: std::sync::Weak<SubEntry>, mut rx: mpsc::Receiver<Value>) {
     while let Some(body) = rx.recv().await {
-        let Some(inner) = inner.upgrade() else { return };
+        let (Some(inner), Some(entry)) = (inner.upgrade(), entry.upgrade()) else { return };
         if entry.deleted.load(Ordering::Acquire) {
             return;
         }
