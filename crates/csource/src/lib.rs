@@ -579,8 +579,9 @@ async fn periodic(inner: std::sync::Weak<Inner>, entry: Arc<SubEntry>, live: Arc
     }
 }
 
-/// Builds the notification (§5.3.2: `Notification` with `triggerReason`, the registrations in
-/// `data`, names compacted with the subscription's @context) and queues it.
+/// Builds the notification (§5.3.2 CSourceNotification: type `ContextSourceNotification`,
+/// `triggerReason`, the registrations in `data`, names compacted with the subscription's
+/// @context) and queues it.
 fn enqueue(entry: &SubEntry, live: &Live, reason: Reason, regs: &[Registration]) {
     let json_ld = live.stored.sub.notification.endpoint.wants_json_ld();
     let data: Vec<Value> = regs
@@ -595,7 +596,7 @@ fn enqueue(entry: &SubEntry, live: &Live, reason: Reason, regs: &[Registration])
         .collect();
     let mut body = Map::new();
     body.insert("id".into(), json!(format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4())));
-    body.insert("type".into(), json!("Notification"));
+    body.insert("type".into(), json!("ContextSourceNotification"));
     body.insert("subscriptionId".into(), json!(live.stored.sub.id));
     body.insert("notifiedAt".into(), json!(Timestamp::now().to_text()));
     body.insert("triggerReason".into(), json!(reason.as_str()));

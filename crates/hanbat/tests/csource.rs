@@ -336,7 +336,7 @@ async fn subscribe(broker: &TestBroker, body: &Value) -> String {
 
 /// Asserts a registration notification: subscription, reason and the registrations in `data`.
 fn check(body: &Value, sub: &str, reason: &str, ids: &[&str]) {
-    assert_eq!(body["type"], "Notification", "{body}");
+    assert_eq!(body["type"], "ContextSourceNotification", "{body}");
     assert_eq!(body["subscriptionId"], sub, "{body}");
     assert_eq!(body["triggerReason"], reason, "{body}");
     assert!(body["notifiedAt"].is_string(), "{body}");
@@ -431,7 +431,7 @@ async fn subscription_notifications(broker: &TestBroker) {
 async fn subscription_filters(broker: &TestBroker) {
     let receiver = Receiver::start().await;
     let watched = json!({"watchedAttributes": ["height"],
-        "geoQ": {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [-8.52, 41.2]}});
+        "geoQ": {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [-8.52, 41.2], "geoproperty": "location"}});
     let sub = subscribe(broker, &csr_subscription(&receiver.url, watched)).await;
     // Right attributes, no location: no match.
     register(broker, &buildings("urn:ngsi-ld:ContextSourceRegistration:f1")).await;

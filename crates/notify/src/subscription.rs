@@ -472,15 +472,13 @@ impl StoredGeoQuery {
     }
 
     pub fn query(&self) -> Result<GeoQuery> {
-        // The stored geoproperty is an IRI (or absent: `location`), which the core context
-        // expands to itself (or to the core `location`).
-        GeoQuery::new(
-            &self.georel,
-            &self.geometry,
-            &self.coordinates,
-            self.geoproperty.as_deref(),
-            &jsonld::core_context(),
-        )
+        // The stored geoproperty is an IRI (absent: `location`); the name grammar of the
+        // parameter refuses IRIs, so it is set after parsing rather than parsed.
+        let mut geo = GeoQuery::new(&self.georel, &self.geometry, &self.coordinates, None, &jsonld::core_context())?;
+        if let Some(iri) = &self.geoproperty {
+            geo.geoproperty = hanbat_query::Name { iri: iri.clone(), text: iri.clone() };
+        }
+        Ok(geo)
     }
 }
 
@@ -1113,6 +1111,15 @@ mod tests {
         assert!(s.update(frag.as_object().expect("object"), &ctx).is_err());
         let frag = json!({"expiresAt": "2000-01-01T00:00:00Z"});
         assert!(s.update(frag.as_object().expect("object"), &ctx).is_err());
+    }
+
+    #[test]
+    fn geo_query_with_geoproperty_compiles_back() {
+        let geo = json!({"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [-8.52, 41.2],
+                         "geoproperty": "location"});
+        let s = create(with(base(), "geoQ", geo)).expect("valid");
+        let q = s.entity_query().expect("stored geoQ compiles back");
+        assert_eq!(q.geo.expect("geo").geoproperty.iri, "https://uri.etsi.org/ngsi-ld/location");
     }
 
     #[test]
