@@ -345,6 +345,20 @@ fn check(body: &Value, sub: &str, reason: &str, ids: &[&str]) {
     assert_eq!(data, ids, "{body}");
 }
 
+/// The subscription once its status counts `n` notifications (recorded when the receiver has
+/// answered, so shortly after the receiver saw the last one).
+async fn sent(broker: &TestBroker, sub: &str, n: u64) -> Value {
+    let mut got = broker.get_json(&format!("{SUBS}/{sub}")).await;
+    for _ in 0..50 {
+        if got["notification"]["timesSent"] == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = broker.get_json(&format!("{SUBS}/{sub}")).await;
+    }
+    got
+}
+
 async fn subscription_notifications(broker: &TestBroker) {
     let receiver = Receiver::start().await;
     let first = register(broker, &buildings("urn:ngsi-ld:ContextSourceRegistration:n1")).await;
@@ -388,15 +402,8 @@ async fn subscription_notifications(broker: &TestBroker) {
     assert_eq!(broker.delete(&format!("{REGS}/{second}")).await.status(), 204);
     check(&receiver.expect().await.body, &sub, "noLongerMatching", &[&second]);
 
-    // The status counts what was sent (recorded once the receiver has answered).
-    let mut got = broker.get_json(&format!("{SUBS}/{sub}")).await;
-    for _ in 0..50 {
-        if got["notification"]["timesSent"] == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        got = broker.get_json(&format!("{SUBS}/{sub}")).await;
-    }
+    // The status counts what was sent.
+    let got = sent(broker, &sub, 5).await;
     assert_eq!(got["type"], "Subscription");
     assert_eq!(got["status"], "active");
     // Entity triggers do not apply to registrations; no jsonldContext was set.
@@ -487,6 +494,7 @@ async fn persistence(broker: &TestBroker) {
     let id = register(broker, &buildings("urn:ngsi-ld:ContextSourceRegistration:p1")).await;
     let sub = subscribe(broker, &csr_subscription(&receiver.url, json!({}))).await;
     check(&receiver.expect().await.body, &sub, "newlyMatching", &[&id]);
+    assert_eq!(sent(broker, &sub, 1).await["notification"]["timesSent"], 1);
     let restarted = broker.restart().await;
     let got = restarted.get_json(&format!("{REGS}/{id}")).await;
     assert_eq!(got["information"][0]["propertyNames"], json!(["name", "height"]));
