@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod contexts;
+pub mod csource;
 pub mod discovery;
 pub mod entities;
 pub mod identity;
@@ -41,6 +42,9 @@ pub struct AppState {
     pub notifier: Option<Arc<hanbat_notify::Notifier>>,
     /// The IoT agent; without it `/iot/...` answers OperationNotSupported.
     pub ingest: Option<Arc<hanbat_ingest::Ingest>>,
+    /// The context source registrations; without them `/csourceRegistrations` and
+    /// `/csourceSubscriptions` answer OperationNotSupported.
+    pub csources: Option<Arc<hanbat_csource::CSources>>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
     /// Identifies this broker process (context source identity, §5.15).
@@ -59,6 +63,7 @@ impl AppState {
             max_body,
             notifier: None,
             ingest: None,
+            csources: None,
             known_tenants: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string().into(),
             started: std::time::Instant::now(),
@@ -74,6 +79,12 @@ impl AppState {
     /// Serves `/iot/...` (device provisioning, ingestion counters) with `ingest`.
     pub fn with_ingest(mut self, ingest: Arc<hanbat_ingest::Ingest>) -> Self {
         self.ingest = Some(ingest);
+        self
+    }
+
+    /// Serves `/csourceRegistrations` and `/csourceSubscriptions` with `csources`.
+    pub fn with_csources(mut self, csources: Arc<hanbat_csource::CSources>) -> Self {
+        self.csources = Some(csources);
         self
     }
 
@@ -160,6 +171,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/subscriptions/{id}",
             get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
+        .route("/csourceRegistrations", get(csource::query).post(csource::create))
+        .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
+        .route("/csourceSubscriptions", get(csource::subscriptions).post(csource::subscribe))
+        .route(
+            "/csourceSubscriptions/{id}",
+            get(csource::subscription).patch(csource::update_subscription).delete(csource::unsubscribe),
         )
         .route("/jsonldContexts", get(contexts::list).post(contexts::add))
         .route("/jsonldContexts/{id}", get(contexts::serve).delete(contexts::delete))

@@ -20,11 +20,12 @@ fn notifier(state: &AppState) -> Result<&Arc<Notifier>> {
     state.notifier.as_ref().ok_or_else(|| NgsiError::not_supported("subscriptions are not enabled on this broker"))
 }
 
-fn subscription_id(id: &str) -> Result<&str> {
+/// A resource id of the path (`what`: subscription, registration), which must be a URI.
+pub fn uri_id<'a>(what: &str, id: &'a str) -> Result<&'a str> {
     if parse::is_uri(id) {
         Ok(id)
     } else {
-        Err(NgsiError::bad_data(format!("'{id}' is not a valid subscription id: it must be a URI")))
+        Err(NgsiError::bad_data(format!("'{id}' is not a valid {what} id: it must be a URI")))
     }
 }
 
@@ -66,7 +67,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
     ngsi.params.allow(&["options"])?;
     ngsi.params.options(&["sysAttrs"])?;
     let notifier = notifier(&state)?;
-    let id = subscription_id(&id)?;
+    let id = uri_id("subscription", &id)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
     let rc = ngsi.context(&state).await?;
     state.require_tenant(&ngsi.tenant).await?;
@@ -105,7 +106,7 @@ fn preferred_version(ngsi: &Ngsi) -> Option<String> {
 pub async fn update(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&[])?;
     let notifier = notifier(&state)?;
-    let id = subscription_id(&id)?;
+    let id = uri_id("subscription", &id)?;
     let (rc, body) = ngsi.object_body(&state).await?;
     state.require_tenant(&ngsi.tenant).await?;
     notifier.update(&ngsi.tenant, id, &body, rc.ctx.clone()).await?;
@@ -116,7 +117,7 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, ngsi:
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult<Response> {
     ngsi.params.allow(&[])?;
     let notifier = notifier(&state)?;
-    let id = subscription_id(&id)?;
+    let id = uri_id("subscription", &id)?;
     state.require_tenant(&ngsi.tenant).await?;
     notifier.delete(&ngsi.tenant, id).await?;
     Ok(response::no_content())

@@ -110,6 +110,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let broker = Arc::new(Broker::new(store.clone(), contexts.clone(), limits));
     spawn_expiry_sweep(broker.clone());
     // Subscriptions are loaded before the first request can write, so no change is missed.
+    let csources = hanbat_csource::CSources::start(store.clone(), contexts.clone(), notify::Config::default().timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))
+        .context("loading the context source registrations")?;
     let notifier = Notifier::start(store, contexts, notify::Config::default())
         .await
         .map_err(|e| anyhow::anyhow!(e.detail))
@@ -122,8 +126,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         hanbat_ingest::mqtt::start(&ingest, &broker, &config).map_err(|e| anyhow::anyhow!(e))?;
     }
     // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
-    let state =
-        AppState::new(broker.clone(), args.max_body).with_notifier(notifier.clone()).with_ingest(ingest.clone());
+    let state = AppState::new(broker.clone(), args.max_body)
+        .with_notifier(notifier.clone())
+        .with_ingest(ingest.clone())
+        .with_csources(csources);
     let app = hanbat_api::app_with(state, hanbat_web::router(broker));
     // The URL is not logged: it may hold a password.
     let on = if args.store.is_some() { "PostgreSQL".to_string() } else { args.data.display().to_string() };

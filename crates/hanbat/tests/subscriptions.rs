@@ -4,89 +4,11 @@
 
 mod common;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use common::{TestBroker, assert_problem};
+use common::{Received, Receiver, TestBroker, assert_problem};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, mpsc};
-
-/// One notification as the receiver saw it.
-#[derive(Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Value,
-    at: Instant,
-}
-
-/// How the receiver answers.
-#[derive(Clone)]
-struct Behaviour {
-    /// Status to answer with (0: never answer).
-    status: Arc<AtomicU16>,
-    /// Answer with 500 to this many requests first.
-    fail_first: Arc<AtomicUsize>,
-}
-
-/// An HTTP notification receiver on a free port.
-struct Receiver {
-    url: String,
-    rx: Mutex<mpsc::UnboundedReceiver<Received>>,
-    behaviour: Behaviour,
-    _server: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let behaviour = Behaviour { status: Arc::new(AtomicU16::new(200)), fail_first: Arc::new(AtomicUsize::new(0)) };
-        let state = (tx, behaviour.clone());
-        let app = axum::Router::new().route(
-            "/notify",
-            axum::routing::post(
-                |State((tx, b)): State<(mpsc::UnboundedSender<Received>, Behaviour)>,
-                 headers: HeaderMap,
-                 body: String| async move {
-                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                    let _ = tx.send(Received { headers, body, at: Instant::now() });
-                    let status = b.status.load(Ordering::SeqCst);
-                    if status == 0 {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                    }
-                    if b.fail_first.load(Ordering::SeqCst) > 0 {
-                        b.fail_first.fetch_sub(1, Ordering::SeqCst);
-                        return StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
-                },
-            ),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app.with_state(state)).await;
-        });
-        Self { url: format!("http://{addr}/notify"), rx: Mutex::new(rx), behaviour, _server: server }
-    }
-
-    /// The next notification, waiting at most `timeout`.
-    async fn next(&self, timeout: Duration) -> Option<Received> {
-        tokio::time::timeout(timeout, self.rx.lock().await.recv()).await.ok().flatten()
-    }
-
-    async fn expect(&self) -> Received {
-        self.next(Duration::from_secs(10)).await.expect("a notification within 10 s")
-    }
-
-    /// Asserts that nothing arrives within `window`.
-    async fn expect_none(&self, window: Duration) {
-        if let Some(r) = self.next(window).await {
-            panic!("unexpected notification: {}", r.body);
-        }
-    }
-}
+use tokio::sync::mpsc;
 
 fn building(id: &str) -> Value {
     json!({

@@ -219,19 +219,7 @@ async fn send_with_retries(inner: &Arc<Inner>, entry: &Arc<Entry>, out: Outgoing
 /// Updates the status after an attempt (§5.2.14): every attempt counts in `timesSent`, failures
 /// also in `timesFailed`; `status` tells how the last attempt went.
 fn record(inner: &Inner, entry: &Entry, ok: bool) {
-    let now = Timestamp::now();
-    {
-        let mut s = entry.status.lock();
-        s.times_sent += 1;
-        s.last_notification = Some(now.clone());
-        s.ok = Some(ok);
-        if ok {
-            s.last_success = Some(now);
-        } else {
-            s.times_failed += 1;
-            s.last_failure = Some(now);
-        }
-    }
+    entry.status.lock().record(ok, Timestamp::now());
     entry.dirty.store(true, Ordering::Release);
     if ok {
         inner.stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -26,7 +26,7 @@ pub use subscription::{State, Subscription, Trigger};
 
 use hanbat_broker::ChangeListener;
 use hanbat_context::Contexts;
-use hanbat_model::jsonld::{self, CORE_CONTEXT_URL};
+use hanbat_model::jsonld::CORE_CONTEXT_URL;
 use hanbat_model::{Context, NgsiError, Result, Timestamp};
 use hanbat_store::{Change, DocKind, Store};
 use parking_lot::Mutex;
@@ -244,26 +244,7 @@ impl Notifier {
     async fn compile(&self, sub: Subscription, request_ctx: Option<Arc<Context>>) -> Result<Spec> {
         let query = sub.entity_query()?;
         let linked_q = query.q.as_ref().is_some_and(|q| q.link_depth() > 0);
-        let contexts = &self.inner.contexts;
-        let notify = match &sub.jsonld_context {
-            Some(url) => {
-                let value = Value::String(url.clone());
-                let ctx = contexts.resolve(&value).await?;
-                NotifyContext { ctx, value, link_url: url.clone() }
-            }
-            None => {
-                let value =
-                    if sub.context.is_null() { Value::String(CORE_CONTEXT_URL.into()) } else { sub.context.clone() };
-                let ctx = match request_ctx {
-                    Some(ctx) => ctx,
-                    None => contexts.resolve(&value).await.unwrap_or_else(|e| {
-                        tracing::warn!(subscription = %sub.id, error = %e.detail, "the subscription's @context is unavailable; notifying with the core context");
-                        jsonld::core_context()
-                    }),
-                };
-                NotifyContext { link_url: context_url(contexts, &value), ctx, value }
-            }
-        };
+        let notify = NotifyContext::resolve(&self.inner.contexts, &sub, request_ctx).await?;
         let triggers = sub.triggers().iter().fold(0u8, |acc, t| acc | t.bit());
         Ok(Spec { sub, query, triggers, linked_q, notify })
     }

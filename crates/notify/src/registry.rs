@@ -3,7 +3,9 @@
 //! it without looking at the others.
 
 use crate::subscription::{DeliveryStatus, Subscription, Trigger};
-use hanbat_model::{Context, Entity, Timestamp};
+use hanbat_context::Contexts;
+use hanbat_model::jsonld::{self, CORE_CONTEXT_URL};
+use hanbat_model::{Context, Entity, Result, Timestamp};
 use hanbat_store::{Change, EntityQuery};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
@@ -19,6 +21,34 @@ pub struct NotifyContext {
     pub value: Value,
     /// URL for the `Link` header of JSON notifications.
     pub link_url: String,
+}
+
+impl NotifyContext {
+    /// The @context of `sub`'s notifications: its `jsonldContext`, else the @context of the
+    /// request that created it (`request_ctx` spares resolving it again when the request just
+    /// did). An own @context that can no longer be fetched falls back to the core context, so
+    /// that a subscription stored earlier still notifies.
+    pub async fn resolve(contexts: &Contexts, sub: &Subscription, request_ctx: Option<Arc<Context>>) -> Result<Self> {
+        match &sub.jsonld_context {
+            Some(url) => {
+                let value = Value::String(url.clone());
+                let ctx = contexts.resolve(&value).await?;
+                Ok(Self { ctx, value, link_url: url.clone() })
+            }
+            None => {
+                let value =
+                    if sub.context.is_null() { Value::String(CORE_CONTEXT_URL.into()) } else { sub.context.clone() };
+                let ctx = match request_ctx {
+                    Some(ctx) => ctx,
+                    None => contexts.resolve(&value).await.unwrap_or_else(|e| {
+                        tracing::warn!(subscription = %sub.id, error = %e.detail, "the subscription's @context is unavailable; notifying with the core context");
+                        jsonld::core_context()
+                    }),
+                };
+                Ok(Self { link_url: crate::context_url(contexts, &value), ctx, value })
+            }
+        }
+    }
 }
 
 /// A subscription compiled for matching and rendering. Replaced as a whole on update.

@@ -192,6 +192,22 @@ pub struct DeliveryStatus {
     pub last_failure: Option<Timestamp>,
 }
 
+impl DeliveryStatus {
+    /// Counts an attempt made at `now` (§5.2.14): every attempt counts in `timesSent`,
+    /// failures also in `timesFailed`; `status` tells how the last attempt went.
+    pub fn record(&mut self, ok: bool, now: Timestamp) {
+        self.times_sent += 1;
+        self.last_notification = Some(now.clone());
+        self.ok = Some(ok);
+        if ok {
+            self.last_success = Some(now);
+        } else {
+            self.times_failed += 1;
+            self.last_failure = Some(now);
+        }
+    }
+}
+
 /// A subscription in its stored form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -272,18 +288,18 @@ fn bad(detail: impl Into<String>) -> NgsiError {
     NgsiError::bad_data(detail)
 }
 
-fn string_of(name: &str, v: &Value) -> Result<String> {
+pub fn string_of(name: &str, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
         other => Err(bad(format!("{name} must be a string, not {other}"))),
     }
 }
 
-fn bool_of(name: &str, v: &Value) -> Result<bool> {
+pub fn bool_of(name: &str, v: &Value) -> Result<bool> {
     v.as_bool().ok_or_else(|| bad(format!("{name} must be true or false, not {v}")))
 }
 
-fn positive_number(name: &str, v: &Value) -> Result<f64> {
+pub fn positive_number(name: &str, v: &Value) -> Result<f64> {
     match v.as_f64() {
         Some(n) if n > 0.0 && n.is_finite() => Ok(n),
         _ => Err(bad(format!("{name} must be a number greater than 0, not {v}"))),
@@ -298,7 +314,7 @@ fn non_negative_number(name: &str, v: &Value) -> Result<f64> {
 }
 
 /// A non-empty array of attribute names, expanded.
-fn names_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
+pub fn names_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
     let Value::Array(items) = v else {
         return Err(bad(format!("{name} must be an array of attribute names, not {v}")));
     };
@@ -343,7 +359,7 @@ fn members_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
         .collect()
 }
 
-fn key_values(name: &str, v: &Value) -> Result<Vec<KeyValue>> {
+pub fn key_values(name: &str, v: &Value) -> Result<Vec<KeyValue>> {
     let Value::Array(items) = v else {
         return Err(bad(format!("{name} must be an array of {{\"key\", \"value\"}} objects, not {v}")));
     };
@@ -469,15 +485,13 @@ impl StoredGeoQuery {
     }
 
     pub fn query(&self) -> Result<GeoQuery> {
-        // The stored geoproperty is an IRI (or absent: `location`), which the core context
-        // expands to itself (or to the core `location`).
-        GeoQuery::new(
-            &self.georel,
-            &self.geometry,
-            &self.coordinates,
-            self.geoproperty.as_deref(),
-            &jsonld::core_context(),
-        )
+        // The stored geoproperty is an IRI (absent: `location`); the name grammar of the
+        // parameter refuses IRIs, so it is set after parsing rather than parsed.
+        let mut geo = GeoQuery::new(&self.georel, &self.geometry, &self.coordinates, None, &jsonld::core_context())?;
+        if let Some(iri) = &self.geoproperty {
+            geo.geoproperty = hanbat_query::Name { iri: iri.clone(), text: iri.clone() };
+        }
+        Ok(geo)
     }
 }
 
@@ -1122,6 +1136,15 @@ mod tests {
         assert!(s.update(frag.as_object().expect("object"), &ctx).is_err());
         let frag = json!({"expiresAt": "2000-01-01T00:00:00Z"});
         assert!(s.update(frag.as_object().expect("object"), &ctx).is_err());
+    }
+
+    #[test]
+    fn geo_query_with_geoproperty_compiles_back() {
+        let geo = json!({"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": [-8.52, 41.2],
+                         "geoproperty": "location"});
+        let s = create(with(base(), "geoQ", geo)).expect("valid");
+        let q = s.entity_query().expect("stored geoQ compiles back");
+        assert_eq!(q.geo.expect("geo").geoproperty.iri, "https://uri.etsi.org/ngsi-ld/location");
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! with `HANBAT_REQUIRE_POSTGRES=1`).
 #![allow(dead_code)]
 
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use hanbat::serve::{ServeArgs, start};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, mpsc};
 
 pub struct TestBroker {
     pub origin: String,
@@ -138,6 +143,81 @@ pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
     assert_eq!(body["type"], format!("https://uri.etsi.org/ngsi-ld/errors/{kind}"), "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "ProblemDetails without detail: {body}");
     body
+}
+
+/// One notification as the receiver saw it.
+#[derive(Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// How the receiver answers.
+#[derive(Clone)]
+pub struct Behaviour {
+    /// Status to answer with (0: never answer).
+    pub status: Arc<AtomicU16>,
+    /// Answer with 500 to this many requests first.
+    pub fail_first: Arc<AtomicUsize>,
+}
+
+/// An HTTP notification receiver on a free port.
+pub struct Receiver {
+    pub url: String,
+    rx: Mutex<mpsc::UnboundedReceiver<Received>>,
+    pub behaviour: Behaviour,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let behaviour = Behaviour { status: Arc::new(AtomicU16::new(200)), fail_first: Arc::new(AtomicUsize::new(0)) };
+        let state = (tx, behaviour.clone());
+        let app = axum::Router::new().route(
+            "/notify",
+            axum::routing::post(
+                |State((tx, b)): State<(mpsc::UnboundedSender<Received>, Behaviour)>,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let _ = tx.send(Received { headers, body, at: Instant::now() });
+                    let status = b.status.load(Ordering::SeqCst);
+                    if status == 0 {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    if b.fail_first.load(Ordering::SeqCst) > 0 {
+                        b.fail_first.fetch_sub(1, Ordering::SeqCst);
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app.with_state(state)).await;
+        });
+        Self { url: format!("http://{addr}/notify"), rx: Mutex::new(rx), behaviour, _server: server }
+    }
+
+    /// The next notification, waiting at most `timeout`.
+    pub async fn next(&self, timeout: Duration) -> Option<Received> {
+        tokio::time::timeout(timeout, self.rx.lock().await.recv()).await.ok().flatten()
+    }
+
+    pub async fn expect(&self) -> Received {
+        self.next(Duration::from_secs(10)).await.expect("a notification within 10 s")
+    }
+
+    /// Asserts that nothing arrives within `window`.
+    pub async fn expect_none(&self, window: Duration) {
+        if let Some(r) = self.next(window).await {
+            panic!("unexpected notification: {}", r.body);
+        }
+    }
 }
 
 /// Declares tests that run once per store.
