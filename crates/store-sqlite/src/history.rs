@@ -505,7 +505,8 @@ fn merge_small_chunks(tx: &Transaction, sid: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Removes history recorded before `before` (retention): whole chunks, and log records.
+/// Removes history recorded before `before` (retention): whole chunks (a chunk holding a later
+/// sample stays until all of it is old); the log is compacted into chunks before this runs.
 pub(crate) fn prune(tx: &Transaction, before: i64) -> rusqlite::Result<usize> {
     let n = tx.prepare_cached("DELETE FROM t_chunks WHERE rec_max < ?1")?.execute([before])?;
     Ok(n)

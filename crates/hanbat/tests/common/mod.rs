@@ -125,3 +125,22 @@ macro_rules! store_tests {
         }
     };
 }
+
+impl TestBroker {
+    /// An embedded broker with options of `hanbat serve` changed by `configure` (e.g. history
+    /// retention), for tests of one option.
+    pub async fn embedded_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut args = ServeArgs::new(data.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        args.max_body = 1 << 20;
+        configure(&mut args);
+        let running = start(args).await.expect("broker starts");
+        Self {
+            origin: format!("http://{}", running.addr),
+            http: reqwest::Client::new(),
+            notifier: running.notifier,
+            server: running.server,
+            data,
+        }
+    }
+}
