@@ -297,6 +297,29 @@ async fn last_n(b: &TestBroker) {
     assert_eq!(values(&listed[0], "b"), [json!(2)]);
 }
 
+/// `lastN` on compacted history (chunks of a day of minute samples): the latest instances
+/// come from the latest chunks, and an instance without observedAt (a deletion) is placed by
+/// when it was recorded.
+async fn last_n_on_compacted_history(b: &TestBroker) {
+    let samples: Vec<(i64, f64)> = (0..3000).map(|m| (m, (m % 97) as f64)).collect();
+    write_samples(b, E, "a", &samples).await;
+    status(b.delete(&format!("/entities/{E}/attrs/a")).await, 204).await;
+    // Maintenance compacts the log into chunks every 5 s.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let te = b.get_json(&format!("/temporal/entities/{E}?lastN=3")).await;
+    let a = instances(&te, "a");
+    assert_eq!(a.len(), 3, "{te}");
+    assert_eq!(values(&te, "a")[..2], [json!(2998 % 97), json!(2999 % 97)], "{te}");
+    assert_eq!(a[2]["value"], "urn:ngsi-ld:null", "{te}");
+    let te = b.get_json(&format!("/temporal/entities/{E}?lastN=2&timerel=before&timeAt={}", at(1500))).await;
+    assert_eq!(values(&te, "a"), [json!(1498 % 97), json!(1499 % 97)], "{te}");
+    let te = b.get_json(&format!("/temporal/entities/{E}?lastN=2&timeproperty=createdAt&options=sysAttrs")).await;
+    assert_eq!(instances(&te, "a").len(), 2, "{te}");
+    let all =
+        b.get_json(&format!("/temporal/entities/{E}?attrs=a&options=aggregatedValues&aggrMethods=totalCount")).await;
+    assert_eq!(all["a"]["totalCount"][0][0], 3001, "{all}");
+}
+
 /// `attrs`, `type`, `id`, `idPattern`, `q` and geo-queries select on history.
 async fn attrs_and_entity_filters(b: &TestBroker) {
     for (i, kind, lon) in [(1, "Sensor", 127.38), (2, "Sensor", 127.50), (3, "Meter", 127.38)] {
@@ -356,7 +379,7 @@ async fn temporal_values(b: &TestBroker) {
 }
 
 /// The aggregation methods of §4.5.19 computed from `xs` (stddev: the sample standard
-/// deviation, as Stellio and Mintaka compute it; see docs/decisions.md).
+/// deviation, as Stellio computes it; see docs/decisions.md).
 fn expected_aggregates(xs: &[f64]) -> Vec<(&'static str, Value)> {
     let n = xs.len() as f64;
     let sum: f64 = xs.iter().sum();
@@ -582,6 +605,7 @@ store_tests!(
     every_endpoint,
     every_timerel_and_timeproperty,
     last_n,
+    last_n_on_compacted_history,
     attrs_and_entity_filters,
     temporal_values,
     aggregated_values,

@@ -399,9 +399,10 @@ fn write_chunk(
     let obs_max = samples.iter().filter_map(|s| s.observed).max();
     let rec_min = samples.iter().map(|s| s.recorded).min().unwrap_or(0);
     let rec_max = samples.iter().map(|s| s.recorded).max().unwrap_or(0);
+    let unobserved = samples.iter().filter(|s| s.observed.is_none()).count() as i64;
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO t_chunks(sid, first_rec, n, obs_min, obs_max, rec_min, rec_max, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO t_chunks(sid, first_rec, n, obs_min, obs_max, rec_min, rec_max, unobserved, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         sid,
@@ -411,6 +412,7 @@ fn write_chunk(
         obs_max,
         rec_min,
         rec_max,
+        unobserved,
         codec::encode(samples, unit)
     ])?;
     Ok(())
@@ -550,12 +552,23 @@ fn storage(e: impl std::fmt::Display) -> NgsiError {
     NgsiError::internal(format!("storage: {e}"))
 }
 
+/// With `lastN`: per series, only the chunks that may hold one of the N latest instances.
+/// Chunks are read from the latest bound down; once N distinct instants are known, a chunk
+/// whose latest possible instant is below the N-th of them cannot contribute.
+struct Latest {
+    n: usize,
+    property: TimeProperty,
+    /// No time window: instances without observedAt are placed by when they were recorded.
+    unwindowed: bool,
+}
+
 fn load_samples(
     conn: &Connection,
     tid: i64,
     attrs: &[String],
     window: Option<(i64, i64)>,
     by_observed: bool,
+    latest: Option<&Latest>,
 ) -> Result<Loaded> {
     let mut series: IndexMap<(Arc<str>, String), Vec<UnitSample>> = IndexMap::new();
     let mut names: HashMap<i64, Arc<str>> = HashMap::new();
@@ -573,6 +586,11 @@ fn load_samples(
             continue;
         }
         let iri: Arc<str> = names.entry(name_id).or_insert_with(|| iri.into()).clone();
+        if let Some(latest) = latest {
+            let slot = series.entry((iri, dataset)).or_default();
+            load_latest(conn, sid, (lo, hi), by_observed, latest, slot)?;
+            continue;
+        }
         // Prune chunks by the time window on the column the query filters.
         let sql = if by_observed {
             "SELECT data FROM t_chunks WHERE sid = ?1 AND (obs_max IS NULL OR (obs_max >= ?2 AND obs_min < ?3)) ORDER BY first_rec"
@@ -614,6 +632,64 @@ fn load_samples(
         }
     }
     Ok(Loaded { series })
+}
+
+/// The chunks of one series that may hold its `latest.n` latest instances in the window.
+fn load_latest(
+    conn: &Connection,
+    sid: i64,
+    (lo, hi): (i64, i64),
+    by_observed: bool,
+    latest: &Latest,
+    slot: &mut Vec<UnitSample>,
+) -> Result<()> {
+    // The latest instant a chunk can hold for the time property: observedAt, or when recorded
+    // for its samples without observedAt; chunks with no bound are read first.
+    let sql = if by_observed {
+        "SELECT first_rec, CASE WHEN unobserved > 0 THEN max(ifnull(obs_max, rec_max), rec_max) ELSE obs_max END AS bound
+         FROM t_chunks WHERE sid = ?1 AND (obs_max IS NULL OR (obs_max >= ?2 AND obs_min < ?3))
+         ORDER BY bound IS NULL DESC, bound DESC"
+    } else {
+        "SELECT first_rec, rec_max AS bound FROM t_chunks WHERE sid = ?1 AND rec_max >= ?2 AND rec_min < ?3
+         ORDER BY bound DESC"
+    };
+    let chunks: Vec<(i64, Option<i64>)> = conn
+        .prepare_cached(sql)
+        .map_err(storage)?
+        .query_map(params![sid, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(storage)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(storage)?;
+    // The N latest distinct instants seen so far (smallest first out).
+    let mut top: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+    let mut data_of =
+        conn.prepare_cached("SELECT data FROM t_chunks WHERE sid = ?1 AND first_rec = ?2").map_err(storage)?;
+    for (first_rec, bound) in chunks {
+        if let (Some(bound), Some(&nth)) = (bound, top.first())
+            && top.len() >= latest.n
+            && bound < nth
+        {
+            break;
+        }
+        let data: Vec<u8> = data_of.query_row(params![sid, first_rec], |r| r.get(0)).map_err(storage)?;
+        let Some(mut chunk) = Chunk::open(&data) else { continue };
+        let unit: Option<Arc<str>> = chunk.unit.take().map(Into::into);
+        for s in chunk {
+            let t = match time_of(&s, latest.property) {
+                Some(t) => Some(t),
+                None if latest.unwindowed && latest.property == TimeProperty::ObservedAt => Some(s.recorded),
+                None => None,
+            };
+            if let Some(t) = t.filter(|t| *t >= lo && *t < hi) {
+                top.insert(t);
+                if top.len() > latest.n {
+                    top.pop_first();
+                }
+            }
+            slot.push((s, unit.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// The instant a sample is filtered and ordered by, for the query's time property.
@@ -722,7 +798,14 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
             continue;
         }
         let attrs = if needs_instances { &[][..] } else { &q.attrs[..] };
-        let loaded = load_samples(conn, tid, attrs, window, q.time.property == TimeProperty::ObservedAt)?;
+        // lastN reads only the latest chunks, unless q and friends must see the whole window.
+        let latest = q.time.last_n.filter(|_| !needs_instances).map(|n| Latest {
+            n,
+            property: q.time.property,
+            unwindowed: q.time.rel.is_none(),
+        });
+        let by_observed = q.time.property == TimeProperty::ObservedAt;
+        let loaded = load_samples(conn, tid, attrs, window, by_observed, latest.as_ref())?;
         let mut instances = windowed(loaded, q);
         if needs_instances && !q.select.matches(&windowed_entity(&entity, &instances)) {
             continue;

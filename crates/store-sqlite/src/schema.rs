@@ -65,6 +65,12 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE t_series ADD COLUMN small INTEGER NOT NULL DEFAULT 0;
     ",
+    // 5: how many samples of a chunk have no observedAt (they are placed by the instant they were
+    // recorded), so that `lastN` can bound a chunk's latest instant without decoding it. Chunks
+    // written before count as having some.
+    "
+    ALTER TABLE t_chunks ADD COLUMN unobserved INTEGER NOT NULL DEFAULT 1;
+    ",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

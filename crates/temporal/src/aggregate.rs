@@ -79,8 +79,8 @@ impl Accumulator {
             AggrMethod::Sum if numeric => number(self.sum),
             AggrMethod::Sumsq if numeric => number(self.sumsq),
             AggrMethod::Avg if numeric => number(self.sum / self.numbers as f64),
-            // The sample standard deviation (n - 1), as Stellio and Mintaka compute it (SQL
-            // `stddev_samp`): undefined for a single value.
+            // The sample standard deviation (n - 1), as Stellio computes it (SQL `stddev_samp`):
+            // undefined for a single value. See docs/decisions.md.
             AggrMethod::Stddev if self.numbers > 1 => number((self.m2 / (self.numbers - 1) as f64).max(0.0).sqrt()),
             AggrMethod::Min if numeric => self.min.map_or(Value::Null, number),
             AggrMethod::Max if numeric => self.max.map_or(Value::Null, number),
