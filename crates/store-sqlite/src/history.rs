@@ -702,8 +702,8 @@ fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
 }
 
 /// One instance inside the query's window: (instant of the time property, sample, unit,
-/// datasetId).
-type Timed = (i64, Sample, Option<Arc<str>>, String);
+/// datasetId). Shared per series: a year of samples must not mean a year of string copies.
+type Timed = (i64, Sample, Option<Arc<str>>, Arc<str>);
 
 /// The samples inside the window, per attribute (deletions included: they are history too);
 /// instances without the time property are outside any window on it.
@@ -719,6 +719,8 @@ fn windowed(loaded: Loaded, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
             continue;
         }
         let slot = by_attr.entry(iri).or_default();
+        let dataset: Arc<str> = dataset.into();
+        slot.reserve(samples.len());
         for (s, unit) in samples {
             let t = match time_of(&s, property) {
                 Some(t) => t,
