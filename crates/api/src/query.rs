@@ -276,12 +276,6 @@ pub fn query_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<Entit
             "temporalQ belongs to the temporal query (§5.7.4), not to a Query of entities",
         ));
     }
-    selection_from_body(body, ctx)
-}
-
-/// The entity selection of a Query body (§5.2.23), shared by the entity query and the temporal
-/// query (whose `temporalQ` and `aggrParams` members the caller reads).
-pub fn selection_from_body(body: &Map<String, Value>, ctx: &Context) -> Result<EntityQuery> {
     if body.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(NgsiError::bad_data("the body of a query must be a Query object (\"type\": \"Query\")"));
     }

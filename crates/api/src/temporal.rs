@@ -353,8 +353,11 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
         "aggrPeriodDuration",
     ])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
-    let (rc, body) = ngsi.object_body(&state).await?;
-    let mut select = query::selection_from_body(&body, &rc.ctx)?;
+    let (rc, mut body) = ngsi.object_body(&state).await?;
+    // `temporalQ` is what makes this a temporal query; the entity part is an ordinary Query,
+    // which refuses it.
+    let temporal_q = body.remove("temporalQ");
+    let mut select = query::query_from_body(&body, &rc.ctx)?;
     let (limit, offset) = page(&state, &ngsi.params)?;
     (select.limit, select.offset, select.count) = (limit, offset, ngsi.params.flag("count")?);
     // The temporal part of a Query body (`temporalQ`) maps onto the URI parameters' names.
@@ -366,7 +369,10 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
         }
         other => other.to_string(),
     };
-    if let Some(Value::Object(tq)) = body.get("temporalQ") {
+    if let Some(tq) = &temporal_q {
+        let Value::Object(tq) = tq else {
+            return Err(NgsiError::bad_data("temporalQ must be an object (timerel, timeAt, …)").into());
+        };
         for (k, v) in tq {
             params.push(k, &text(v));
         }
@@ -385,9 +391,11 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
         }
         params.push("options", "aggregatedValues");
     }
+    // The Query's `attrs` pick what to return, as the `attrs` parameter does (history_query
+    // clears them from the selection).
+    let attrs = select.with_any_attr.clone();
     let (mut hq, view) = history_query(&state, &params, &rc.ctx, select)?;
-    hq.attrs = hq.select.with_any_attr.clone();
-    hq.select.with_any_attr.clear();
+    hq.attrs = attrs;
     run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entityOperations/query").await
 }
 

@@ -9,6 +9,7 @@ mod ingest;
 mod load;
 mod notify;
 mod query;
+mod temporal;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -28,10 +29,11 @@ const ALL: &[&str] = &["bare", "create", "batch_upsert", "get_by_id", "patch_att
 pub struct BenchArgs {
     /// Scenarios to run (repeatable): bare, create, batch_upsert, get_by_id, patch_attr, scale,
     /// the notification scenarios notify_entities, notify_type, notify_write_overhead,
-    /// notify_throughput, notify_dead_receiver and mqtt_ingest (each on a broker of its own), and
-    /// the query scenarios query_q, query_near, query_within, query_count (on one broker loaded
-    /// with `--entities` city entities). Default: all but scale, the notification, MQTT and query
-    /// scenarios.
+    /// notify_throughput, notify_dead_receiver and mqtt_ingest, the history scenarios
+    /// temporal_ingest, temporal_storage, temporal_aggr_year, temporal_aggr_type, temporal_lastn
+    /// (each on a broker of its own), and the query scenarios query_q, query_near, query_within,
+    /// query_count (on one broker loaded with `--entities` city entities). Default: all but
+    /// scale, the notification, MQTT, history and query scenarios.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// How long each scenario drives load.
@@ -52,6 +54,9 @@ pub struct BenchArgs {
     /// Mosquitto for the mqtt_ingest scenario.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt: String,
+    /// Attribute samples written by temporal_storage.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub samples: usize,
     /// Store of the broker under test (passed to `hanbat serve --store`); default embedded.
     #[arg(long)]
     pub store: Option<String>,
@@ -149,6 +154,11 @@ fn batch(ids: impl Iterator<Item = u64>, prefix: &str) -> String {
 
 fn print(name: &str, stats: &Stats, unit: &str, scale: f64) {
     println!("{name}.rps: {:.0} {unit}", stats.rps() * scale);
+    print_latency(name, stats);
+}
+
+/// Latency percentiles, and errors if any.
+fn print_latency(name: &str, stats: &Stats) {
     println!("{name}.p50: {:.2} ms", stats.ms(0.50));
     println!("{name}.p99: {:.2} ms", stats.ms(0.99));
     if stats.errors > 0 {
@@ -168,24 +178,32 @@ async fn preload(addr: SocketAddr, prefix: &str, count: usize) -> anyhow::Result
 /// entities `from..to`), 4 requests in flight.
 async fn load_batches(addr: SocketAddr, count: usize, body: impl Fn(u64, u64) -> String) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let batches: Vec<(u64, u64)> = (0..count as u64).step_by(1000).map(|s| (s, (s + 1000).min(count as u64))).collect();
-    for chunk in batches.chunks(4) {
-        let mut tasks = Vec::new();
-        for &(from, to) in chunk {
-            let body = body(from, to);
-            tasks.push(tokio::spawn(once(
-                addr,
-                with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", body),
-            )));
-        }
+    let requests = (0..count as u64).step_by(1000).map(|s| {
+        let body = body(s, (s + 1000).min(count as u64));
+        with_body(Method::POST, addr, "/ngsi-ld/v1/entityOperations/upsert", body)
+    });
+    send_all(addr, requests, 4).await?;
+    Ok(start.elapsed())
+}
+
+/// Sends setup requests, `in_flight` at a time (each built when its turn comes, so large
+/// loads are not held in memory); any failure stops the run.
+async fn send_all(
+    addr: SocketAddr,
+    requests: impl Iterator<Item = Request<Full<Bytes>>>,
+    in_flight: usize,
+) -> anyhow::Result<()> {
+    let mut requests = requests.peekable();
+    while requests.peek().is_some() {
+        let tasks: Vec<_> = requests.by_ref().take(in_flight).map(|r| tokio::spawn(once(addr, r))).collect();
         for t in tasks {
             let (status, body) = t.await??;
             if !status.is_success() {
-                bail!("preload failed: {status} {}", String::from_utf8_lossy(&body));
+                bail!("loading failed: {status} {}", String::from_utf8_lossy(&body));
             }
         }
     }
-    Ok(start.elapsed())
+    Ok(())
 }
 
 /// CPU time (user + system) a process has used, in seconds, from /proc (Linux).
@@ -242,7 +260,8 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
             || s == "scale"
             || s == ingest::SCENARIO
             || notify::SCENARIOS.contains(&s.as_str())
-            || query::SCENARIOS.contains(&s.as_str());
+            || query::SCENARIOS.contains(&s.as_str())
+            || temporal::SCENARIOS.contains(&s.as_str());
         if !known {
             bail!("unknown scenario '{s}'");
         }
@@ -339,6 +358,7 @@ pub async fn run(args: BenchArgs, exe: PathBuf) -> anyhow::Result<()> {
                 city = Some(loaded);
             }
             ingest::SCENARIO => ingest::run(&exe, &args).await?,
+            s if temporal::SCENARIOS.contains(&s) => temporal::run(s, &exe, &args).await?,
             _ => {}
         }
     }

@@ -230,11 +230,12 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
             }
         }
         Job::Maintain { older_than } => {
-            let pruned = match older_than {
+            // Compaction first: what it moves out of the log is then pruned in the same pass.
+            let maintained = history::compact(tx).and_then(|_| match older_than {
                 Some(t) => history::prune(tx, t),
                 None => Ok(0),
-            };
-            match pruned.and_then(|_| history::compact(tx)) {
+            });
+            match maintained {
                 Ok(_) => Ok(Done::Maintained),
                 Err(e) => Err((Done::Maintained, e)),
             }

@@ -79,7 +79,9 @@ impl Accumulator {
             AggrMethod::Sum if numeric => number(self.sum),
             AggrMethod::Sumsq if numeric => number(self.sumsq),
             AggrMethod::Avg if numeric => number(self.sum / self.numbers as f64),
-            AggrMethod::Stddev if numeric => number((self.m2 / self.numbers as f64).max(0.0).sqrt()),
+            // The sample standard deviation (n - 1), as Stellio computes it (SQL `stddev_samp`):
+            // undefined for a single value. See docs/decisions.md.
+            AggrMethod::Stddev if self.numbers > 1 => number((self.m2 / (self.numbers - 1) as f64).max(0.0).sqrt()),
             AggrMethod::Min if numeric => self.min.map_or(Value::Null, number),
             AggrMethod::Max if numeric => self.max.map_or(Value::Null, number),
             AggrMethod::Min => self.min_text.clone().map_or(Value::Null, Value::String),
@@ -174,7 +176,8 @@ mod tests {
         assert_eq!(acc.result(AggrMethod::DistinctCount), json!(5));
         assert_eq!(acc.result(AggrMethod::Sum), json!(40));
         assert_eq!(acc.result(AggrMethod::Avg), json!(5));
-        assert_eq!(acc.result(AggrMethod::Stddev), json!(2));
+        // Σ(x - 5)² = 32 over n - 1 = 7.
+        assert_eq!(acc.result(AggrMethod::Stddev), json!((32.0f64 / 7.0).sqrt()));
         assert_eq!(acc.result(AggrMethod::Sumsq), json!(232));
         assert_eq!(acc.result(AggrMethod::Min), json!(2));
         assert_eq!(acc.result(AggrMethod::Max), json!(9));
@@ -189,6 +192,9 @@ mod tests {
         assert_eq!(acc.result(AggrMethod::TotalCount), json!(3));
         assert_eq!(acc.result(AggrMethod::DistinctCount), json!(2));
         assert_eq!(acc.result(AggrMethod::Avg), Value::Null);
+        let mut one = Accumulator::new(&[]);
+        one.add_number(3.0);
+        assert_eq!(one.result(AggrMethod::Stddev), Value::Null);
         assert_eq!(acc.result(AggrMethod::Max), json!("on"));
     }
 
