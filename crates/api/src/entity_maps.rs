@@ -242,18 +242,18 @@ pub async fn query_page(
     request: Request,
     query: &EntityQuery,
 ) -> Result<(Page, Option<InUse>)> {
-    let (mut map, created) = match request {
+    let (matches, in_use) = match request {
         Request::None => return Ok((state.broker.query(tenant, query).await?, None)),
-        Request::Use(map) => (map, false),
+        Request::Use(mut map) => (map_matches(state, tenant, &mut map, query).await?, InUse { map, created: false }),
         Request::Create { expires_at } => {
-            let ids = all_matches(state, tenant, query).await?.into_iter().map(|e| e.id).collect();
-            (create(state, tenant, ids, expires_at).await?, true)
+            let matches = all_matches(state, tenant, query).await?;
+            let ids = matches.iter().map(|e| e.id.clone()).collect();
+            (matches, InUse { map: create(state, tenant, ids, expires_at).await?, created: true })
         }
     };
-    let matches = map_matches(state, tenant, &mut map, query).await?;
     let count = query.count.then_some(matches.len() as u64);
     let entities = matches.into_iter().skip(query.offset).take(query.limit).collect();
-    Ok((Page { entities, count }, Some(InUse { map, created })))
+    Ok((Page { entities, count }, Some(in_use)))
 }
 
 /// A temporal query through an entity map: its selection narrowed to the map's ids (a new map
