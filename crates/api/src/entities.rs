@@ -3,7 +3,7 @@
 
 use crate::request::{Accept, Ngsi};
 use crate::response::{self, ApiResult};
-use crate::{AppState, query, render};
+use crate::{AppState, entity_maps, query, render};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use hanbat_model::parse::{self, Mode};
@@ -92,6 +92,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         "joinLevel",
         "containedBy",
         "entityMap",
+        "entityMapLifetime",
         "expandValues",
         "via",
         "collation",
@@ -129,7 +130,11 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
     if body.as_object().is_some_and(|o| o.is_empty()) {
         return Err(NgsiError::not_found(format!("pick/omit leave nothing of entity '{id}'")).into());
     }
-    Ok(response::body(&rc, accept, StatusCode::OK, body, ngsi.prefers_json_body()))
+    let mut response = response::body(&rc, accept, StatusCode::OK, body, ngsi.prefers_json_body());
+    if let Some(map) = entity_maps::for_retrieve(&state, &ngsi, &id).await? {
+        map.mark(&mut response);
+    }
+    Ok(response)
 }
 
 /// `DELETE /entities/{id}`

@@ -9,6 +9,7 @@ pub mod contexts;
 pub mod csource;
 pub mod discovery;
 pub mod entities;
+pub mod entity_maps;
 pub mod identity;
 pub mod iot;
 pub mod params;
@@ -153,6 +154,9 @@ pub fn router(state: AppState) -> Router {
         .route("/entityOperations/delete", post(batch::delete))
         .route("/entityOperations/merge", post(batch::merge))
         .route("/entityOperations/query", post(query::query_post))
+        .route("/entityMaps", get(entity_maps::create_for_query))
+        .route("/entityMaps/{id}", get(entity_maps::retrieve).patch(entity_maps::update).delete(entity_maps::delete))
+        .route("/temporal/entityMaps", get(entity_maps::create_for_temporal_query))
         .route("/types", get(discovery::types))
         .route("/types/{type}", get(discovery::type_info))
         .route("/attributes", get(discovery::attributes))

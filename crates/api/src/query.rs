@@ -2,6 +2,7 @@
 //! with pagination (§4.12: `limit`, `offset`, `prev`/`next` Link headers) and counting (§4.13).
 
 use crate::AppState;
+use crate::entity_maps;
 use crate::params::Params;
 use crate::render::{Linked, View};
 use crate::request::{Accept, Ngsi, RequestContext};
@@ -18,7 +19,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-const QUERY_PARAMS: &[&str] = &[
+pub(crate) const QUERY_PARAMS: &[&str] = &[
     "orderBy",
     "id",
     "idPattern",
@@ -46,6 +47,7 @@ const QUERY_PARAMS: &[&str] = &[
     "joinLevel",
     "containedBy",
     "entityMap",
+    "entityMapLifetime",
     "expandValues",
     "collation",
     "via",
@@ -206,19 +208,35 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     check_geometry_property(&ngsi.params, accept)?;
     let rc = ngsi.context(&state).await?;
-    let (query, narrowed) = query_from_params(&ngsi.params, &rc.ctx)?;
+    let query = narrowed_query(&ngsi.params, &rc.ctx)?;
+    run(&state, &ngsi, &ngsi.params, rc, accept, query).await
+}
+
+/// The query of `GET /entities` parameters, refused when too wide (§5.7.2.4).
+pub fn narrowed_query(params: &Params, ctx: &Context) -> Result<EntityQuery> {
+    let (query, narrowed) = query_from_params(params, ctx)?;
     if !narrowed {
         return Err(NgsiError::bad_data(
             "a query needs at least one of: type, attrs (other than system attributes), q, georel (geo-query), scopeQ, local=true",
-        )
-        .into());
+        ));
     }
-    run(&state, &ngsi, &ngsi.params, rc, accept, query).await
+    Ok(query)
 }
 
 /// `POST /entityOperations/query`
 pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
-    ngsi.params.allow(&["limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"])?;
+    ngsi.params.allow(&[
+        "limit",
+        "offset",
+        "count",
+        "options",
+        "format",
+        "lang",
+        "local",
+        "geometryProperty",
+        "entityMap",
+        "entityMapLifetime",
+    ])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd, Accept::GeoJson])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let query = query_from_body(&body, &rc.ctx)?;
@@ -395,7 +413,8 @@ async fn run(
         return Err(crate::nonexistent_tenant(&ngsi.tenant).into());
     }
     (query.limit, query.offset, query.count) = (limit, offset, count);
-    let page = state.broker.query(&ngsi.tenant, &query).await?;
+    let map_request = entity_maps::requested(state, ngsi).await?;
+    let (page, map) = entity_maps::query_page(state, &ngsi.tenant, map_request, &query).await?;
     let geometry = view.geometry_property(params, &rc.ctx);
     let linked = fetch_linked(state, &ngsi.tenant, &view, &page.entities).await?;
     let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry, &linked);
@@ -403,7 +422,12 @@ async fn run(
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
-    add_page_links(&mut response, "/ngsi-ld/v1/entities", ngsi, page.entities.len(), limit, offset, page.count);
+    if let Some(map) = &map {
+        map.mark_query(&mut response);
+    }
+    let links = map.as_ref().map(|m| m.link_request(ngsi));
+    let links = links.as_ref().unwrap_or(ngsi);
+    add_page_links(&mut response, "/ngsi-ld/v1/entities", links, page.entities.len(), limit, offset, page.count);
     Ok(response)
 }
 

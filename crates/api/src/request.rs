@@ -64,6 +64,7 @@ impl RequestContext {
 }
 
 /// An NGSI-LD request, as extracted before any handler runs.
+#[derive(Clone)]
 pub struct Ngsi {
     pub method: Method,
     pub tenant: String,

@@ -3,6 +3,7 @@
 
 use crate::AppState;
 use crate::entities::{path_id, write_one};
+use crate::entity_maps;
 use crate::params::Params;
 use crate::query::{self, add_page_links, page};
 use crate::request::{Accept, Ngsi, RequestContext};
@@ -47,6 +48,8 @@ const QUERY_PARAMS: &[&str] = &[
     "csf",
     "datasetId",
     "expandValues",
+    "entityMap",
+    "entityMapLifetime",
 ];
 
 const OPTIONS: &[&str] = &["temporalValues", "aggregatedValues", "sysAttrs", "keyValues", "simplified", "concise"];
@@ -59,7 +62,7 @@ enum Representation {
     Aggregated,
 }
 
-struct View {
+pub(crate) struct View {
     representation: Representation,
     sys_attrs: bool,
     property: TimeProperty,
@@ -306,6 +309,8 @@ async fn run_query(
     path: &str,
 ) -> ApiResult {
     state.require_tenant(&ngsi.tenant).await?;
+    let map_request = entity_maps::requested(state, ngsi).await?;
+    let (hq, map) = entity_maps::history_select(state, &ngsi.tenant, map_request, hq).await?;
     let page = state.broker.store.history(&ngsi.tenant, &hq).await?;
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
     let body = Value::Array(page.entities.iter().map(|te| render_entity(te, &rc.ctx, &view, lang.clone())).collect());
@@ -313,7 +318,12 @@ async fn run_query(
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
-    add_page_links(&mut response, path, ngsi, page.entities.len(), hq.select.limit, hq.select.offset, page.count);
+    if let Some(map) = &map {
+        map.mark_query(&mut response);
+    }
+    let links = map.as_ref().map(|m| m.link_request(ngsi));
+    let links = links.as_ref().unwrap_or(ngsi);
+    add_page_links(&mut response, path, links, page.entities.len(), hq.select.limit, hq.select.offset, page.count);
     mark_partial(&mut response, &page.entities, &hq.time);
     Ok(response)
 }
@@ -323,19 +333,22 @@ pub async fn query(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(QUERY_PARAMS)?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
     let rc = ngsi.context(&state).await?;
-    let p = &ngsi.params;
+    let (hq, view) = query_from_params(&state, &ngsi.params, &rc.ctx)?;
+    run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entities").await
+}
+
+/// The history query of `GET /temporal/entities` parameters (also what a temporal entity map
+/// is made of).
+pub(crate) fn query_from_params(state: &AppState, p: &Params, ctx: &Context) -> Result<(HistoryQuery, View)> {
     // §5.7.4: a temporal query names entity types or attributes (or filters); ids alone are not
     // enough.
     if !["type", "attrs", "q", "georel", "scopeQ"].iter().any(|n| p.has(n)) && !p.flag("local")? {
-        return Err(
-            NgsiError::bad_data("a temporal query needs type, attrs, q, a geo-query, scopeQ or local=true").into()
-        );
+        return Err(NgsiError::bad_data("a temporal query needs type, attrs, q, a geo-query, scopeQ or local=true"));
     }
-    let (mut select, _) = query::query_from_params(p, &rc.ctx)?;
-    let (limit, offset) = page(&state, p)?;
+    let (mut select, _) = query::query_from_params(p, ctx)?;
+    let (limit, offset) = page(state, p)?;
     (select.limit, select.offset, select.count) = (limit, offset, p.flag("count")?);
-    let (hq, view) = history_query(&state, p, &rc.ctx, select)?;
-    run_query(&state, &ngsi, rc, accept, hq, view, "/ngsi-ld/v1/temporal/entities").await
+    history_query(state, p, ctx, select)
 }
 
 /// `POST /temporal/entityOperations/query`
@@ -351,6 +364,8 @@ pub async fn query_post(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult 
         "lastN",
         "aggrMethods",
         "aggrPeriodDuration",
+        "entityMap",
+        "entityMapLifetime",
     ])?;
     let accept = ngsi.accept(&[Accept::Json, Accept::JsonLd])?;
     let (rc, mut body) = ngsi.object_body(&state).await?;
@@ -425,6 +440,9 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
     }
     let lang = ngsi.params.get("lang").map(render::LangFilter::parse);
     let mut response = response::body(&rc, accept, StatusCode::OK, render_entity(te, &rc.ctx, &view, lang), false);
+    if let Some(map) = entity_maps::for_retrieve(&state, &ngsi, &id).await? {
+        map.mark(&mut response);
+    }
     mark_partial(&mut response, &page.entities, &hq.time);
     Ok(response)
 }
