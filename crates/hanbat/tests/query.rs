@@ -1109,6 +1109,60 @@ async fn indexed_values_follow_writes(b: &TestBroker) {
     assert_problem(r, 404, "NonexistentTenant").await;
 }
 
+/// The ids of `GET /entities?{query}` in the order answered.
+async fn ordered_ids(b: &TestBroker, query: &str) -> Vec<String> {
+    let body = b.get_json(&format!("/entities?{query}")).await;
+    body.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// `orderBy` (§4.23 of V1.9.1): attribute values (numbers before strings, absent last in either
+/// direction), several keys, pages cut after sorting, distance from `orderFrom`, `collation`;
+/// and `q` on linked entities, which the broker finishes like ordering.
+async fn ordering_and_linked_queries(b: &TestBroker) {
+    let rooms: Vec<Value> = [("a", json!(3), "Zebra", [127.38, 36.35]), ("b", json!(1), "Ähre", [127.40, 36.36]),
+        ("c", json!("x"), "apple", [127.50, 36.45]), ("d", Value::Null, "Banana", [127.39, 36.35])]
+        .iter()
+        .map(|(n, rank, name, at)| {
+            let mut e = json!({"id": format!("urn:ngsi-ld:Room:o-{n}"), "type": "Room",
+                "name": {"type": "Property", "value": name},
+                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": at}},
+                "inBuilding": {"type": "Relationship", "object": format!("urn:ngsi-ld:Building:o-{}", if *n == "a" { "x" } else { "y" })}});
+            if !rank.is_null() {
+                e["rank"] = json!({"type": "Property", "value": rank});
+            }
+            e
+        })
+        .collect();
+    let buildings = [
+        json!({"id": "urn:ngsi-ld:Building:o-x", "type": "Building", "floors": {"type": "Property", "value": 12}}),
+        json!({"id": "urn:ngsi-ld:Building:o-y", "type": "Building", "floors": {"type": "Property", "value": 2}}),
+    ];
+    load(b, &[rooms, buildings.to_vec()].concat()).await;
+    let id = |n: &str| format!("urn:ngsi-ld:Room:o-{n}");
+
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=rank").await, [id("b"), id("a"), id("c"), id("d")]);
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=rank;desc").await, [id("c"), id("a"), id("b"), id("d")]);
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=rank&limit=2&offset=1").await, [id("a"), id("c")]);
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=type,id;desc").await, [id("d"), id("c"), id("b"), id("a")]);
+    // Code point order puts "Zebra" before "apple" and "Ähre" last; a collation does not.
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=name").await, [id("d"), id("a"), id("c"), id("b")]);
+    assert_eq!(ordered_ids(b, "type=Room&orderBy=name&collation=de").await, [id("b"), id("c"), id("d"), id("a")]);
+    let near =
+        ordered_ids(b, &format!("type=Room&orderBy=location;dist-asc&orderFrom={}", enc("[127.38,36.35]"))).await;
+    assert_eq!(near, [id("a"), id("d"), id("b"), id("c")]);
+    let r = b.get("/entities?type=Room&orderBy=location;dist-asc").await;
+    assert_problem(r, 400, "BadRequestData").await;
+    let r = b.get("/entities?type=Room&orderBy=name&collation=!!").await;
+    assert_problem(r, 400, "BadRequestData").await;
+    let r = b.get("/entities?type=Room&orderBy=name;sideways").await;
+    assert_problem(r, 400, "BadRequestData").await;
+
+    let tall = get_ids(b, &format!("type=Room&join=inline&q={}", enc("inBuilding{floors}>10"))).await;
+    assert_eq!(tall, BTreeSet::from([id("a")]));
+    let hinted = get_ids(b, &format!("type=Room&join=flat&q={}", enc("inBuilding{Vehicle:floors}>1"))).await;
+    assert!(hinted.is_empty(), "a type hint that no target has: {hinted:?}");
+}
+
 store_tests!(
     selectors_and_projection,
     q_language,
@@ -1121,4 +1175,5 @@ store_tests!(
     combined,
     malformed_queries,
     indexed_values_follow_writes,
+    ordering_and_linked_queries,
 );

@@ -31,12 +31,7 @@ fn term(t: &Term, entity: &Entity, links: &dyn LinkResolver) -> bool {
 fn path(p: &Path, pred: &Predicate, entity: &Entity, links: &dyn LinkResolver) -> bool {
     match p {
         Path::Entity(member) => {
-            let at = match member {
-                Member::CreatedAt => entity.created_at.as_ref(),
-                Member::ModifiedAt => entity.modified_at.as_ref(),
-                _ => None,
-            };
-            at.is_some_and(|t| leaf_matches(pred, &Leaf::plain(vec![Target::Instant(t.micros())])))
+            entity_instant(entity, *member).is_some_and(|t| leaf_matches(pred, &Leaf::plain(vec![t])))
         }
         Path::Attribute(a) => instances(entity, a).any(|inst| leaf(inst, a).is_some_and(|l| leaf_matches(pred, &l))),
         Path::Linked(l) => {
@@ -55,17 +50,20 @@ fn path(p: &Path, pred: &Predicate, entity: &Entity, links: &dyn LinkResolver) -
 /// instance order; `None` when the path reaches nothing.
 pub(crate) fn sort_target<'a>(p: &'a Path, entity: &'a Entity) -> Option<Target<'a>> {
     match p {
-        Path::Entity(member) => {
-            let at = match member {
-                Member::CreatedAt => entity.created_at.as_ref(),
-                Member::ModifiedAt => entity.modified_at.as_ref(),
-                _ => None,
-            }?;
-            Some(Target::Instant(at.micros()))
-        }
+        Path::Entity(member) => entity_instant(entity, *member),
         Path::Attribute(a) => instances(entity, a).find_map(|inst| leaf(inst, a)?.elements.into_iter().next()),
         Path::Linked(_) => None,
     }
+}
+
+/// `createdAt` / `modifiedAt` of the entity itself.
+fn entity_instant(entity: &Entity, member: Member) -> Option<Target<'static>> {
+    let at = match member {
+        Member::CreatedAt => entity.created_at.as_ref(),
+        Member::ModifiedAt => entity.modified_at.as_ref(),
+        _ => None,
+    }?;
+    Some(Target::Instant(at.micros()))
 }
 
 /// The instances that the attribute and sub-attribute names of a path reach.
