@@ -509,6 +509,41 @@ async fn mqtt_notifications(broker: &TestBroker) {
     wait_for(broker, &sub, |n| n["status"] == "failed").await;
 }
 
+/// `notification.join` (§4.5.23): the entity a Relationship points to comes with the
+/// notification, inline under the Relationship (in place of its object when simplified) or
+/// flat after the entity; whole, whatever the subscription's attribute selection.
+async fn linked_entities_join_notifications(broker: &TestBroker) {
+    let person = json!({"id": "urn:ngsi-ld:Person:1", "type": "Person",
+        "name": {"type": "Property", "value": "Gustave"}, "age": {"type": "Property", "value": 91}});
+    create(broker, &person).await;
+    let id = format!("urn:ngsi-ld:Building:join-{}", uuid_like());
+    create(broker, &building(&id)).await;
+    let (flat, inline) = (Receiver::start().await, Receiver::start().await);
+    let selector = json!([{"type": "Building", "id": id}]);
+    let mut body = subscription(&flat.url, json!({"entities": selector}));
+    body["notification"]["join"] = json!("flat");
+    body["notification"]["attributes"] = json!(["owner"]);
+    subscribe(broker, &body).await;
+    let mut body = subscription(&inline.url, json!({"entities": selector}));
+    body["notification"]["join"] = json!("inline");
+    body["notification"]["format"] = json!("keyValues");
+    subscribe(broker, &body).await;
+
+    patch_attrs(broker, &id, &json!({"owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:1"}})).await;
+    let n = flat.expect().await;
+    let data = n.body["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2, "the building, then its owner: {}", n.body);
+    assert_eq!(data[0]["id"], id.as_str());
+    assert!(data[0].get("height").is_none(), "the subscribed entity keeps its selection: {}", data[0]);
+    assert_eq!(data[1]["id"], "urn:ngsi-ld:Person:1");
+    assert_eq!(data[1]["age"]["value"], 91, "the linked entity comes whole: {}", data[1]);
+    let n = inline.expect().await;
+    let owner = &entity0(&n)["owner"];
+    assert_eq!(owner["id"], "urn:ngsi-ld:Person:1", "{}", n.body);
+    assert_eq!(owner["name"], "Gustave");
+    assert_eq!(n.body["data"].as_array().map(Vec::len), Some(1));
+}
+
 fn uuid_like() -> String {
     format!("{:x}", hanbat_model::Timestamp::now().micros() ^ (std::process::id() as i64) << 20)
 }
@@ -524,4 +559,5 @@ store_tests!(
     restart_keeps_subscriptions,
     dead_receiver_delays_only_its_own,
     mqtt_notifications,
+    linked_entities_join_notifications,
 );

@@ -232,7 +232,8 @@ fn deleted_entity(
 /// The entity of `data` with its linked entities (§4.5.23): with `join=inline` each one
 /// rendered under `entity` in the Relationship that points to it (in the simplified format,
 /// in place of the Relationship's object), with `join=flat` each one after it in `data`.
-/// Linked entities are reduced to the subscription's attribute selection like any other.
+/// Linked entities come whole, in the subscription's format: its attribute selection is about
+/// the subscribed entities (as the ETSI suite's 046_26 and 046_30 expect).
 pub fn with_linked(
     spec: &Spec,
     entity: &Entity,
@@ -244,7 +245,8 @@ pub fn with_linked(
         return vec![out];
     }
     let inline = spec.sub.notification.join.as_deref() == Some("inline");
-    let simplified = spec.sub.render_options().format == Format::KeyValues;
+    let opts = spec.sub.render_options();
+    let simplified = opts.format == Format::KeyValues;
     let mut flat: Vec<Map<String, Value>> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for (name, instances) in &entity.attrs {
@@ -252,7 +254,7 @@ pub fn with_linked(
         for target in instances.iter().flat_map(|a| a.value.targets()) {
             let Some(linked_entity) = linked.get(target) else { continue };
             if inline {
-                let rendered = Value::Object(snapshot_entity(spec, linked_entity, ctx));
+                let rendered = Value::Object(render::entity(linked_entity, ctx, &opts));
                 match out.get_mut(&key) {
                     Some(Value::Object(attr)) if !simplified => {
                         attr.insert("entity".into(), rendered);
@@ -262,7 +264,7 @@ pub fn with_linked(
                 }
             } else if !seen.contains(&target) {
                 seen.push(target);
-                flat.push(snapshot_entity(spec, linked_entity, ctx));
+                flat.push(render::entity(linked_entity, ctx, &opts));
             }
         }
     }
