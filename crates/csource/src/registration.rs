@@ -7,7 +7,7 @@
 //! on its @context after a restart; names are compacted with the requester's @context on output.
 
 use hanbat_model::{Attribute, Context, Entity, NgsiError, Result, Timestamp, jsonld, parse};
-use hanbat_notify::subscription::{KeyValue, bool_of, key_values, names_of, positive_number, string_of};
+use hanbat_notify::subscription::{KeyValue, bool_of, check_expiry, key_values, names_of, positive_number, string_of};
 use hanbat_query::compile_id_pattern;
 use hanbat_temporal::IsoDuration;
 use serde::{Deserialize, Serialize};
@@ -344,7 +344,7 @@ impl Registration {
         if !body.contains_key("endpoint") {
             return Err(bad("endpoint is mandatory"));
         }
-        reg.check_expiry(&now)?;
+        check_expiry(reg.expires_at.as_ref(), &now)?;
         reg.validate()?;
         reg.modified_at = Some(now);
         Ok(reg)
@@ -366,18 +366,11 @@ impl Registration {
         }
         let now = Timestamp::now();
         if fragment.contains_key("expiresAt") {
-            next.check_expiry(&now)?;
+            check_expiry(next.expires_at.as_ref(), &now)?;
         }
         next.validate()?;
         next.modified_at = Some(now);
         Ok(next)
-    }
-
-    fn check_expiry(&self, now: &Timestamp) -> Result<()> {
-        match &self.expires_at {
-            Some(at) if at <= now => Err(bad(format!("expiresAt {at} is not in the future"))),
-            _ => Ok(()),
-        }
     }
 
     pub fn is_expired(&self, now: &Timestamp) -> bool {

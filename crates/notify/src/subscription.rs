@@ -336,6 +336,14 @@ pub fn names_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
 }
 
 /// `pick` / `omit`: core members kept as written, attribute names expanded.
+/// A written `expiresAt` must lie in the future (subscriptions and registrations alike).
+pub fn check_expiry(expires_at: Option<&Timestamp>, now: &Timestamp) -> Result<()> {
+    match expires_at {
+        Some(at) if at <= now => Err(bad(format!("expiresAt {at} is not in the future"))),
+        _ => Ok(()),
+    }
+}
+
 fn members_of(name: &str, v: &Value, ctx: &Context) -> Result<Vec<String>> {
     let Value::Array(items) = v else {
         return Err(bad(format!("{name} must be an array of entity member names, not {v}")));
@@ -647,7 +655,7 @@ impl Subscription {
         if !has_notification {
             return Err(bad("notification is mandatory"));
         }
-        sub.check_expiry(&now)?;
+        check_expiry(sub.expires_at.as_ref(), &now)?;
         sub.validate()?;
         sub.modified_at = Some(now);
         Ok(sub)
@@ -674,18 +682,11 @@ impl Subscription {
         }
         let now = Timestamp::now();
         if fragment.contains_key("expiresAt") {
-            next.check_expiry(&now)?;
+            check_expiry(next.expires_at.as_ref(), &now)?;
         }
         next.validate()?;
         next.modified_at = Some(now);
         Ok(next)
-    }
-
-    fn check_expiry(&self, now: &Timestamp) -> Result<()> {
-        match &self.expires_at {
-            Some(at) if at <= now => Err(bad(format!("expiresAt {at} is not in the future"))),
-            _ => Ok(()),
-        }
     }
 
     fn apply_member(&mut self, k: &str, v: &Value, ctx: &Context, mode: Mode) -> Result<()> {
