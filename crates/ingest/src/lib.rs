@@ -180,7 +180,7 @@ impl Ingest {
     /// Builds (or rebuilds) the ingestion target of a device from it and its group.
     async fn retarget(&self, tenant: &str, device: &Device) -> Result<()> {
         let group = self.registry.read().group(tenant, &device.apikey).cloned();
-        let context = device.context.as_ref().or(group.as_ref().and_then(|g| g.context.as_ref()));
+        let context = device.mapping.context.as_ref().or(group.as_ref().and_then(|g| g.mapping.context.as_ref()));
         let ctx = match context {
             Some(c) => self.broker.contexts.resolve(c).await?,
             None => hanbat_model::jsonld::core_context(),
@@ -225,7 +225,7 @@ impl Ingest {
             }
         }
         for g in &groups {
-            if let Some(c) = &g.context {
+            if let Some(c) = &g.mapping.context {
                 self.broker.contexts.resolve(c).await?;
             }
         }
@@ -305,7 +305,7 @@ impl Ingest {
 
     async fn put_device(&self, tenant: &str, device: &Device) -> Result<()> {
         // Resolve the @context first: a device whose names cannot be expanded is not stored.
-        if let Some(c) = &device.context {
+        if let Some(c) = &device.mapping.context {
             self.broker.contexts.resolve(c).await?;
         }
         self.broker.store.put_doc(tenant, DocKind::IotDevice, &device.device_id, &to_doc(device)?).await?;

@@ -48,19 +48,19 @@ pub struct Target {
 
 impl Target {
     pub fn new(tenant: &str, device: &Device, group: Option<&ServiceGroup>, ctx: Arc<Context>) -> Self {
-        let group_attrs = group.map_or(&[][..], |g| &g.attributes[..]);
+        let group_attrs = group.map_or(&[][..], |g| &g.mapping.attributes[..]);
         let mut mappings = HashMap::new();
         // The device's own mappings come last so that they override its group's.
-        for a in group_attrs.iter().chain(&device.attributes) {
+        for a in group_attrs.iter().chain(&device.mapping.attributes) {
             mappings.insert(a.object_id.clone().unwrap_or_else(|| a.name.clone()), mapping(a));
         }
-        let group_statics = group.map_or(&[][..], |g| &g.static_attributes[..]);
+        let group_statics = group.map_or(&[][..], |g| &g.mapping.static_attributes[..]);
         let mut statics = Map::new();
-        for s in group_statics.iter().chain(&device.static_attributes) {
+        for s in group_statics.iter().chain(&device.mapping.static_attributes) {
             statics.insert(s.name.clone(), static_attr(s));
         }
-        let group_commands = group.map_or(&[][..], |g| &g.commands[..]);
-        let commands: Vec<&CommandDef> = group_commands.iter().chain(&device.commands).collect();
+        let group_commands = group.map_or(&[][..], |g| &g.mapping.commands[..]);
+        let commands: Vec<&CommandDef> = group_commands.iter().chain(&device.mapping.commands).collect();
         for c in &commands {
             statics.insert(c.name.clone(), json!({"type": "Property", "value": IDLE_COMMAND}));
         }

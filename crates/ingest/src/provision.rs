@@ -59,15 +59,29 @@ pub struct ServiceGroup {
     pub entity_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    #[serde(flatten)]
+    pub mapping: Mapping,
+}
+
+/// How measures become attributes, for a service group and (added to it) for a device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<AttrMapping>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub static_attributes: Vec<StaticAttr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandDef>,
-    /// The @context that expands the names of the group's attributes and type (default: core).
+    /// The @context that expands the names of the attributes and type (default: core).
     #[serde(rename = "@context", default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+}
+
+impl Mapping {
+    fn check(&self) -> Result<()> {
+        check_attributes(&self.attributes, &self.static_attributes, &self.commands)?;
+        check_context(self.context.as_ref())
+    }
 }
 
 /// A device, with its API key and entity resolved at provisioning time.
@@ -80,18 +94,12 @@ pub struct Device {
     pub entity_name: String,
     #[serde(default)]
     pub entity_type: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attributes: Vec<AttrMapping>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub static_attributes: Vec<StaticAttr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commands: Vec<CommandDef>,
+    #[serde(flatten)]
+    pub mapping: Mapping,
     /// Attributes a lazy device answers on request: kept for IoT Agent compatibility; Hanbat
     /// has no context-source forwarding for them, so they are stored and reported only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lazy: Vec<AttrMapping>,
-    #[serde(rename = "@context", default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Value>,
 }
 
 /// Attribute kinds accepted in mappings: NGSI-LD kinds, and the IoT Agent's data types, which
@@ -178,6 +186,11 @@ fn check_attributes(attributes: &[AttrMapping], statics: &[StaticAttr], commands
     Ok(())
 }
 
+fn check_entity_type(entity_type: &str) -> Result<()> {
+    parse::validate_name(entity_type)
+        .map_err(|e| NgsiError::bad_data(format!("entity_type '{entity_type}' is invalid: {}", e.detail)))
+}
+
 fn check_context(context: Option<&Value>) -> Result<()> {
     match context {
         None | Some(Value::String(_) | Value::Object(_) | Value::Array(_)) => Ok(()),
@@ -209,11 +222,8 @@ impl ServiceGroup {
     pub fn parse(value: Value) -> Result<Self> {
         let group: Self = from_value("service group", value)?;
         check_key("apikey", &group.apikey)?;
-        parse::validate_name(&group.entity_type).map_err(|e| {
-            NgsiError::bad_data(format!("entity_type '{}' is invalid: {}", group.entity_type, e.detail))
-        })?;
-        check_attributes(&group.attributes, &group.static_attributes, &group.commands)?;
-        check_context(group.context.as_ref())?;
+        check_entity_type(&group.entity_type)?;
+        group.mapping.check()?;
         Ok(group)
     }
 }
@@ -243,9 +253,7 @@ impl Device {
                 ))
             })?;
         }
-        parse::validate_name(&device.entity_type).map_err(|e| {
-            NgsiError::bad_data(format!("entity_type '{}' is invalid: {}", device.entity_type, e.detail))
-        })?;
+        check_entity_type(&device.entity_type)?;
         if device.entity_name.is_empty() {
             device.entity_name = format!("urn:ngsi-ld:{}:{}", device.entity_type, device.device_id);
         }
@@ -255,9 +263,8 @@ impl Device {
                 device.entity_name
             )));
         }
-        check_attributes(&device.attributes, &device.static_attributes, &device.commands)?;
+        device.mapping.check()?;
         check_attributes(&device.lazy, &[], &[])?;
-        check_context(device.context.as_ref())?;
         Ok(device)
     }
 
