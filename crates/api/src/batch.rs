@@ -4,13 +4,16 @@
 //! An entity that fails validation is reported in `errors` and does not stop the others; the
 //! valid ones go to the store as one batch (one commit).
 
-use crate::AppState;
 use crate::request::{BodyType, Ngsi};
 use crate::response::{self, ApiResult};
+use crate::{AppState, distributed};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use hanbat_csource::Registration;
+use hanbat_csource::matching::RegQuery;
+use hanbat_federation::{Inbound, Leg, Operation, Reply, Request, Target};
 use hanbat_model::parse::{self, Mode};
-use hanbat_model::{NgsiError, Result};
+use hanbat_model::{Entity, NgsiError, Result};
 use hanbat_store::{Status, WriteOp};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -76,8 +79,11 @@ async fn batch(state: &AppState, ngsi: &Ngsi, kind: Kind) -> ApiResult {
     }
     let mut results = Results::default();
     let mut ops = Vec::with_capacity(items.len());
+    let registrations = distributed::registrations(state, ngsi, &RegQuery::default()).await?;
+    let mut sources = Sources::default();
     for item in items {
         let id = if kind == Kind::Delete { item.as_str().map(str::to_string) } else { entity_id_of(&item) };
+        let raw = (!registrations.is_empty()).then(|| item.clone());
         let op = match kind {
             Kind::Delete => delete_op(item),
             Kind::Create => entity_op(state, ngsi, body_type, EntityKind::Create, &options, item).await,
@@ -86,15 +92,24 @@ async fn batch(state: &AppState, ngsi: &Ngsi, kind: Kind) -> ApiResult {
             Kind::Merge => entity_op(state, ngsi, body_type, EntityKind::Merge, &options, item).await,
         };
         match op {
-            Ok(op) => ops.push(op),
+            Ok(mut op) => {
+                let local = match raw {
+                    Some(raw) => sources.add(state, ngsi, body_type, &registrations, kind, &mut op, raw).await?,
+                    None => true,
+                };
+                if local {
+                    ops.push(op);
+                }
+            }
             Err(e) => results.error(id, &e),
         }
     }
-    if kind != Kind::Create && kind != Kind::Upsert {
+    if kind != Kind::Create && kind != Kind::Upsert && sources.is_empty() {
         state.require_tenant(&ngsi.tenant).await?;
     }
     let ids: Vec<String> = ops.iter().map(|o| o.entity_id().to_string()).collect();
-    let written = state.broker.write(&ngsi.tenant, ops).await?;
+    let (written, replies) = tokio::join!(state.broker.write(&ngsi.tenant, ops), sources.send(state, ngsi, kind));
+    let written = written?;
     for (id, result) in ids.into_iter().zip(written) {
         match result {
             Ok(applied) if !applied.outcome.not_updated.is_empty() => {
@@ -113,10 +128,179 @@ async fn batch(state: &AppState, ngsi: &Ngsi, kind: Kind) -> ApiResult {
             Err(e) => results.error(Some(id), &e),
         }
     }
+    sources.settle(replies, kind, &mut results);
     if !results.success.is_empty() {
         state.tenant_seen(&ngsi.tenant);
     }
     Ok(respond(kind, results))
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Upsert => "upsert",
+            Kind::Update => "update",
+            Kind::Merge => "merge",
+            Kind::Delete => "delete",
+        }
+    }
+
+    fn operation(self) -> Operation {
+        match self {
+            Kind::Create => Operation::CreateBatch,
+            Kind::Upsert => Operation::UpsertBatch,
+            Kind::Update => Operation::UpdateBatch,
+            Kind::Merge => Operation::MergeBatch,
+            Kind::Delete => Operation::DeleteBatch,
+        }
+    }
+}
+
+/// The parts of a batch that context sources hold (§4.3.6): one forwarded batch per source,
+/// with the elements (as the client sent them) of the entities it holds part of.
+#[derive(Default)]
+struct Sources {
+    batches: Vec<(Leg, Vec<Value>, Vec<String>)>,
+    /// Entities (by id) that exclusive or redirect sources hold but cannot take this batch.
+    refused: Vec<(String, Leg)>,
+    /// Entities with no part left for the broker: they succeed when their sources do.
+    remote_only: Vec<String>,
+    context: Option<String>,
+}
+
+impl Sources {
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.refused.is_empty()
+    }
+
+    /// Plans one element of the batch; returns whether the broker keeps a part of it.
+    #[allow(clippy::too_many_arguments)]
+    async fn add(
+        &mut self,
+        state: &AppState,
+        ngsi: &Ngsi,
+        body_type: BodyType,
+        registrations: &[Registration],
+        kind: Kind,
+        op: &mut WriteOp,
+        raw: Value,
+    ) -> Result<bool> {
+        let id = op.entity_id().to_string();
+        let (types, names) = match entity_of(op) {
+            Some(e) => (e.types.clone(), e.attrs.keys().cloned().collect()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let target = Target { id: Some(&id), types: &types, attrs: &names };
+        let Some(plan) = distributed::plan_among(state, ngsi, registrations.to_vec(), kind.operation(), target)? else {
+            return Ok(true);
+        };
+        let ctx = match raw.as_object() {
+            Some(o) => {
+                let rc = ngsi.body_context(state, body_type, o.get("@context").cloned()).await?;
+                self.context.get_or_insert_with(|| distributed::context_url(&rc));
+                rc.ctx
+            }
+            None => hanbat_model::jsonld::core_context(),
+        };
+        for leg in plan.forward.iter() {
+            let element = match raw.as_object() {
+                Some(o) => Value::Object(distributed::object_for(o, &ctx, &leg.attrs)),
+                None => raw.clone(),
+            };
+            match self.batches.iter_mut().find(|(l, ..)| l.registration.id == leg.registration.id) {
+                Some((_, elements, ids)) => {
+                    elements.push(element);
+                    ids.push(id.clone());
+                }
+                None => self.batches.push((leg.clone(), vec![element], vec![id.clone()])),
+            }
+        }
+        self.refused.extend(plan.refused.iter().map(|leg| (id.clone(), leg.clone())));
+        let local = match (entity_of(op), plan.claimed()) {
+            (_, None) => true,
+            (Some(entity), Some(claimed)) => {
+                entity.attrs.retain(|name, _| !claimed.contains(name));
+                !entity.attrs.is_empty()
+            }
+            // A delete: the broker deletes what it has of the entity itself.
+            (None, Some(_)) => state.broker.get(&ngsi.tenant, &id).await?.is_some(),
+        };
+        if !local {
+            self.remote_only.push(id);
+        }
+        Ok(local)
+    }
+
+    async fn send(&self, state: &AppState, ngsi: &Ngsi, kind: Kind) -> Vec<Reply> {
+        let Some(forwarder) = &state.forwarder else { return Vec::new() };
+        let context = self.context.clone().unwrap_or_else(|| hanbat_model::jsonld::CORE_CONTEXT_URL.to_string());
+        let requests = self
+            .batches
+            .iter()
+            .map(|(leg, elements, _)| {
+                let request = Request {
+                    method: http::Method::POST,
+                    path: format!("/entityOperations/{}", kind.name()),
+                    query: distributed::forwarded_params(ngsi, leg),
+                    body: Some(Value::Array(elements.clone())),
+                    context: context.clone(),
+                };
+                (leg, request)
+            })
+            .collect();
+        forwarder.send_all(requests, Inbound { headers: &ngsi.headers }).await
+    }
+
+    /// Folds the sources' answers into the batch's results: an entity succeeds when every
+    /// part of it did.
+    fn settle(self, replies: Vec<Reply>, kind: Kind, results: &mut Results) {
+        let mut failed: Vec<String> = Vec::new();
+        for ((_, _, ids), reply) in self.batches.iter().zip(&replies) {
+            if reply.succeeded() {
+                continue;
+            }
+            for id in ids {
+                results
+                    .errors
+                    .push(json!({"entityId": id, "registrationId": reply.registration_id, "error": reply.problem()}));
+                failed.push(id.clone());
+            }
+        }
+        for (id, leg) in &self.refused {
+            let error = NgsiError::new(
+                hanbat_model::ErrorKind::Conflict,
+                format!(
+                    "registration '{}' holds this entity and does not support batch {}",
+                    leg.registration.id,
+                    kind.name()
+                ),
+            );
+            results.errors.push(
+                json!({"entityId": id, "registrationId": leg.registration.id, "error": error.to_problem_details()}),
+            );
+            failed.push(id.clone());
+        }
+        results.success.retain(|id| !failed.contains(id));
+        results.created.retain(|id| !failed.contains(id));
+        for id in self.remote_only {
+            if !failed.contains(&id) {
+                if kind == Kind::Create {
+                    results.created.push(id.clone());
+                }
+                results.success.push(id);
+            }
+        }
+    }
+}
+
+/// The entity a batch element writes (none for a delete).
+fn entity_of(op: &mut WriteOp) -> Option<&mut Entity> {
+    match op {
+        WriteOp::Create(entity) | WriteOp::Upsert { entity, .. } => Some(entity),
+        WriteOp::Append { fragment, .. } | WriteOp::Merge { fragment, .. } => Some(fragment),
+        _ => None,
+    }
 }
 
 fn delete_op(item: Value) -> Result<WriteOp> {

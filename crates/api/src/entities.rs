@@ -1,16 +1,19 @@
 //! `/entities/{id}` and its attributes (§6.5, §6.6, §6.7 of V1.8): create, retrieve, replace,
 //! merge, delete, append / update / partially update / replace / delete attributes.
 
-use crate::request::{Accept, Ngsi};
+use crate::distributed;
+use crate::request::{Accept, Ngsi, RequestContext};
 use crate::response::{self, ApiResult};
 use crate::{AppState, entity_maps, query, render};
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use hanbat_csource::matching::RegQuery;
+use hanbat_federation::{Operation, Request, Target};
 use hanbat_model::parse::{self, Mode};
 use hanbat_model::{Context, Entity, NgsiError, Result};
 use hanbat_store::ops::SCOPE_IRI;
 use hanbat_store::{Applied, EntityQuery, Outcome, WriteOp};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Checks an entity id from the path: a URI.
@@ -64,15 +67,96 @@ fn type_gated(ngsi: &Ngsi, ctx: &Context, op: WriteOp) -> Result<WriteOp> {
     Ok(WriteOp::Typed { types, op: Box::new(op) })
 }
 
+/// A write of an entity body, distributed (§4.3.6): the sources that hold some of its
+/// attributes receive them as the client sent them; the broker writes what no exclusive or
+/// redirect source holds, and nothing at all when they hold everything the body carries.
+#[allow(clippy::too_many_arguments)]
+async fn body_write<F, Fut>(
+    state: &AppState,
+    ngsi: &Ngsi,
+    rc: &RequestContext,
+    op: Operation,
+    method: Method,
+    path: String,
+    mut entity: Entity,
+    local: F,
+    success: impl FnOnce() -> Response,
+) -> ApiResult
+where
+    F: FnOnce(Entity) -> Fut,
+    Fut: std::future::Future<Output = ApiResult>,
+{
+    let names: Vec<String> = entity.attrs.keys().cloned().collect();
+    let target = Target { id: Some(&entity.id), types: &entity.types, attrs: &names };
+    let Some(plan) = distributed::plan(state, ngsi, op, target, &RegQuery::default()).await? else {
+        return local(entity).await;
+    };
+    let claimed = plan.claimed();
+    if let Some(claimed) = &claimed {
+        entity.attrs.retain(|name, _| !claimed.contains(name));
+    }
+    let run_local = claimed.is_none() || !entity.attrs.is_empty();
+    let context = distributed::context_url(rc);
+    let id = entity.id.clone();
+    let request = |leg: &hanbat_federation::Leg| Request {
+        method: method.clone(),
+        path: path.clone(),
+        query: distributed::forwarded_params(ngsi, leg),
+        body: distributed::body_for(ngsi, &rc.ctx, leg),
+        context: context.clone(),
+    };
+    distributed::write(state, ngsi, &plan, &id, local(entity), run_local, request, success).await
+}
+
+/// A write addressed to one attribute (`/entities/{id}/attrs/{attrId}`), distributed: the
+/// broker writes it unless an exclusive or redirect source holds it.
+#[allow(clippy::too_many_arguments)]
+async fn attr_write(
+    state: &AppState,
+    ngsi: &Ngsi,
+    context: String,
+    op: Operation,
+    id: &str,
+    name: &str,
+    attr: &str,
+    local: impl std::future::Future<Output = ApiResult>,
+) -> ApiResult {
+    let names = [name.to_string()];
+    let target = Target { id: Some(id), types: &[], attrs: &names };
+    let Some(plan) = distributed::plan(state, ngsi, op, target, &RegQuery::default()).await? else {
+        return local.await;
+    };
+    let body = match ngsi.json() {
+        Ok(Value::Object(mut o)) => {
+            o.remove("@context");
+            Some(Value::Object(o))
+        }
+        _ => None,
+    };
+    let request = |leg: &hanbat_federation::Leg| Request {
+        method: ngsi.method.clone(),
+        path: format!("/entities/{id}/attrs/{attr}"),
+        query: distributed::forwarded_params(ngsi, leg),
+        body: body.clone(),
+        context: context.clone(),
+    };
+    distributed::write(state, ngsi, &plan, id, local, !plan.claims(name), request, response::no_content).await
+}
+
 /// `POST /entities`
 pub async fn create(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let (rc, body) = ngsi.object_body(&state).await?;
     let entity = parse::entity(body, &rc.ctx, Mode::Entity)?;
-    let id = entity.id.clone();
-    write_one(&state, &ngsi.tenant, WriteOp::Create(entity)).await?;
-    state.tenant_seen(&ngsi.tenant);
-    Ok(response::created(&format!("/ngsi-ld/v1/entities/{id}")))
+    let location = format!("/ngsi-ld/v1/entities/{}", entity.id);
+    let local = |entity: Entity| async {
+        write_one(&state, &ngsi.tenant, WriteOp::Create(entity)).await?;
+        state.tenant_seen(&ngsi.tenant);
+        Ok(response::created(&location))
+    };
+    let success = || response::created(&location);
+    body_write(&state, &ngsi, &rc, Operation::CreateEntity, Method::POST, "/entities".into(), entity, local, success)
+        .await
 }
 
 /// `GET /entities/{id}`
@@ -107,13 +191,15 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
     let rc = ngsi.context(&state).await?;
     let view = render::View::from_params(&ngsi.params, &rc.ctx, query::RENDER_OPTIONS)?;
     state.require_tenant(&ngsi.tenant).await?;
-    let not_found = || NgsiError::not_found(format!("entity '{id}' does not exist"));
-    let entity = state
-        .broker
-        .get(&ngsi.tenant, &id)
-        .await?
-        .filter(|e| view.types.is_empty() || e.has_any_type(&view.types))
-        .ok_or_else(not_found)?;
+    let local =
+        state.broker.get(&ngsi.tenant, &id).await?.filter(|e| view.types.is_empty() || e.has_any_type(&view.types));
+    let (entity, warnings) = with_sources(&state, &ngsi, &rc, &id, &view, local).await?;
+    let Some(entity) = entity else {
+        let mut response =
+            response::ApiError::from(NgsiError::not_found(format!("entity '{id}' does not exist"))).into_response();
+        distributed::warn(&mut response, &warnings);
+        return Ok(response);
+    };
     // §5.7.1.4: asking for attributes the entity does not have finds nothing.
     if view.attrs_requested && view.project(&entity).attrs.is_empty() {
         return Err(NgsiError::not_found(format!("entity '{id}' has none of the attributes asked for")).into());
@@ -131,10 +217,35 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, ngs
         return Err(NgsiError::not_found(format!("pick/omit leave nothing of entity '{id}'")).into());
     }
     let mut response = response::body(&rc, accept, StatusCode::OK, body, ngsi.prefers_json_body());
+    distributed::warn(&mut response, &warnings);
     if let Some(map) = entity_maps::for_retrieve(&state, &ngsi, &id).await? {
         map.mark(&mut response);
     }
     Ok(response)
+}
+
+/// The entity as the broker and the context sources registered for it hold it together, with
+/// the warnings for the sources that could not tell (§4.3.6.2).
+async fn with_sources(
+    state: &AppState,
+    ngsi: &Ngsi,
+    rc: &RequestContext,
+    id: &str,
+    view: &render::View,
+    local: Option<Entity>,
+) -> Result<(Option<Entity>, Vec<String>)> {
+    let requested = view.attrs.clone().unwrap_or_default();
+    let target = Target { id: Some(id), types: &view.types, attrs: &requested };
+    let Some(plan) = distributed::plan(state, ngsi, Operation::RetrieveEntity, target, &RegQuery::default()).await?
+    else {
+        return Ok((local, Vec::new()));
+    };
+    let context = distributed::context_url(rc);
+    let request = |leg: &hanbat_federation::Leg| distributed::retrieve_request(leg, id, &rc.ctx, &requested, &context);
+    let (remote, warnings) = distributed::read(state, ngsi, &plan, &rc.ctx, request).await;
+    let mut entities: Vec<Entity> = local.into_iter().collect();
+    distributed::merge_entities(&mut entities, remote.into_iter().filter(|(_, e)| e.id == id).collect());
+    Ok((entities.pop(), warnings))
 }
 
 /// `DELETE /entities/{id}`
@@ -142,10 +253,29 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi:
     ngsi.params.allow(&["type", "local"])?;
     let id = path_id(&id)?;
     let rc = ngsi.context(&state).await?;
-    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Delete { id })?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, op).await?;
-    Ok(response::no_content())
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Delete { id: id.clone() })?;
+    let local = async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, op).await?;
+        Ok(response::no_content())
+    };
+    let target = Target { id: Some(&id), ..Target::default() };
+    let Some(plan) = distributed::plan(&state, &ngsi, Operation::DeleteEntity, target, &RegQuery::default()).await?
+    else {
+        return local.await;
+    };
+    // Where proxied sources hold the entity, the broker deletes only what it has itself.
+    let proxied = plan.forward.iter().chain(&plan.refused).any(hanbat_federation::Leg::proxied);
+    let run_local = !proxied || state.broker.get(&ngsi.tenant, &id).await?.is_some();
+    let context = distributed::context_url(&rc);
+    let request = |leg: &hanbat_federation::Leg| Request {
+        method: Method::DELETE,
+        path: format!("/entities/{id}"),
+        query: distributed::forwarded_params(&ngsi, leg),
+        body: None,
+        context: context.clone(),
+    };
+    distributed::write(&state, &ngsi, &plan, &id, local, run_local, request, response::no_content).await
 }
 
 /// `PUT` / `PATCH /entities` without an id: the id is missing from the path (§6.5.3).
@@ -182,20 +312,30 @@ async fn entity_body(
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
-    let (_, entity) = entity_body(&state, &ngsi, &id, Mode::Entity).await?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, WriteOp::Replace(entity)).await?;
-    Ok(response::no_content())
+    let (rc, entity) = entity_body(&state, &ngsi, &id, Mode::Entity).await?;
+    let local = |entity: Entity| async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, WriteOp::Replace(entity)).await?;
+        Ok(response::no_content())
+    };
+    let path = format!("/entities/{id}");
+    body_write(&state, &ngsi, &rc, Operation::ReplaceEntity, Method::PUT, path, entity, local, response::no_content)
+        .await
 }
 
 /// `PATCH /entities/{id}` (merge)
 pub async fn merge(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&["local", "options", "format"])?;
     let id = path_id(&id)?;
-    let (_, fragment) = entity_body(&state, &ngsi, &id, Mode::Merge).await?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, WriteOp::Merge { id, fragment }).await?;
-    Ok(response::no_content())
+    let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Merge).await?;
+    let local = |fragment: Entity| async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, WriteOp::Merge { id: id.clone(), fragment }).await?;
+        Ok(response::no_content())
+    };
+    let path = format!("/entities/{id}");
+    body_write(&state, &ngsi, &rc, Operation::MergeEntity, Method::PATCH, path, fragment, local, response::no_content)
+        .await
 }
 
 /// `POST /entities/{id}/attrs` (append)
@@ -205,10 +345,15 @@ pub async fn append(State(state): State<AppState>, Path(id): Path<String>, ngsi:
     let id = path_id(&id)?;
     let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Fragment).await?;
     let overwrite = !options.iter().any(|o| o == "noOverwrite");
-    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Append { id, fragment, overwrite })?;
-    state.require_tenant(&ngsi.tenant).await?;
-    let applied = write_one(&state, &ngsi.tenant, op).await?;
-    Ok(update_result(&applied.outcome))
+    let local = |fragment: Entity| async {
+        let op = type_gated(&ngsi, &rc.ctx, WriteOp::Append { id: id.clone(), fragment, overwrite })?;
+        state.require_tenant(&ngsi.tenant).await?;
+        let applied = write_one(&state, &ngsi.tenant, op).await?;
+        Ok(update_result(&applied.outcome))
+    };
+    let path = format!("/entities/{id}/attrs");
+    body_write(&state, &ngsi, &rc, Operation::AppendAttrs, Method::POST, path, fragment, local, response::no_content)
+        .await
 }
 
 /// `PATCH /entities/{id}/attrs` (update)
@@ -216,10 +361,15 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, ngsi:
     ngsi.params.allow(&["local", "options", "type"])?;
     let id = path_id(&id)?;
     let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Fragment).await?;
-    let op = type_gated(&ngsi, &rc.ctx, WriteOp::Update { id, fragment })?;
-    state.require_tenant(&ngsi.tenant).await?;
-    let applied = write_one(&state, &ngsi.tenant, op).await?;
-    Ok(update_result(&applied.outcome))
+    let local = |fragment: Entity| async {
+        let op = type_gated(&ngsi, &rc.ctx, WriteOp::Update { id: id.clone(), fragment })?;
+        state.require_tenant(&ngsi.tenant).await?;
+        let applied = write_one(&state, &ngsi.tenant, op).await?;
+        Ok(update_result(&applied.outcome))
+    };
+    let path = format!("/entities/{id}/attrs");
+    body_write(&state, &ngsi, &rc, Operation::UpdateEntity, Method::PATCH, path, fragment, local, response::no_content)
+        .await
 }
 
 /// The expanded name of the attribute in a `/attrs/{attrId}` path: a valid name or an IRI;
@@ -256,11 +406,21 @@ pub async fn patch_attr(
     let (rc, body) = ngsi.object_body(&state).await?;
     let name = writable_attr(&attr, &rc.ctx)?;
     let patch = parse::attribute_patch(&attr, body, &rc.ctx)?;
-    let op = WriteOp::PatchAttr { id, name, fragment: patch.attr, kind: patch.kind, delete: patch.delete };
+    let op = WriteOp::PatchAttr {
+        id: id.clone(),
+        name: name.clone(),
+        fragment: patch.attr,
+        kind: patch.kind,
+        delete: patch.delete,
+    };
     let op = type_gated(&ngsi, &rc.ctx, op)?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, op).await?;
-    Ok(response::no_content())
+    let local = async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, op).await?;
+        Ok(response::no_content())
+    };
+    let context = distributed::context_url(&rc);
+    attr_write(&state, &ngsi, context, Operation::UpdateAttrs, &id, &name, &attr, local).await
 }
 
 /// `PUT /entities/{id}/attrs/{attrId}` (replace attribute)
@@ -277,10 +437,15 @@ pub async fn replace_attr(
     if instances.len() != 1 {
         return Err(NgsiError::bad_data(format!("the body must be one instance of attribute '{attr}'")).into());
     }
-    let op = type_gated(&ngsi, &rc.ctx, WriteOp::ReplaceAttr { id, name, attribute: instances.remove(0) })?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, op).await?;
-    Ok(response::no_content())
+    let op = WriteOp::ReplaceAttr { id: id.clone(), name: name.clone(), attribute: instances.remove(0) };
+    let op = type_gated(&ngsi, &rc.ctx, op)?;
+    let local = async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, op).await?;
+        Ok(response::no_content())
+    };
+    let context = distributed::context_url(&rc);
+    attr_write(&state, &ngsi, context, Operation::ReplaceAttrs, &id, &name, &attr, local).await
 }
 
 /// `DELETE /entities/{id}/attrs/{attrId}`
@@ -300,10 +465,14 @@ pub async fn delete_attr(
     }
     let all = ngsi.params.flag("deleteAll")?;
     let name = path_attr(&attr, &rc.ctx)?;
-    let op = type_gated(&ngsi, &rc.ctx, WriteOp::DeleteAttr { id, name, dataset_id, all })?;
-    state.require_tenant(&ngsi.tenant).await?;
-    write_one(&state, &ngsi.tenant, op).await?;
-    Ok(response::no_content())
+    let op = type_gated(&ngsi, &rc.ctx, WriteOp::DeleteAttr { id: id.clone(), name: name.clone(), dataset_id, all })?;
+    let local = async {
+        state.require_tenant(&ngsi.tenant).await?;
+        write_one(&state, &ngsi.tenant, op).await?;
+        Ok(response::no_content())
+    };
+    let context = distributed::context_url(&rc);
+    attr_write(&state, &ngsi, context, Operation::DeleteAttrs, &id, &name, &attr, local).await
 }
 
 /// Purge entities (`DELETE /entities`, §5.6.21 of V1.9): delete every entity a query selects,
@@ -343,6 +512,31 @@ pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     }
     let keep = ngsi.params.has("keep").then(|| ngsi.params.names("keep", &rc.ctx)).transpose()?;
     let drop = ngsi.params.names("drop", &rc.ctx)?;
+    let prefilter = RegQuery { entities: selection.entities.clone(), ..RegQuery::default() };
+    let local = purge_local(&state, &ngsi, selection, keep, drop);
+    let Some(plan) = distributed::plan(&state, &ngsi, Operation::PurgeEntity, Target::default(), &prefilter).await?
+    else {
+        return local.await;
+    };
+    // The client's selection goes to each source as it came.
+    let context = distributed::context_url(&rc);
+    let request = |leg: &hanbat_federation::Leg| Request {
+        method: Method::DELETE,
+        path: "/entities".into(),
+        query: distributed::forwarded_params(&ngsi, leg),
+        body: None,
+        context: context.clone(),
+    };
+    distributed::write(&state, &ngsi, &plan, "", local, true, request, response::no_content).await
+}
+
+async fn purge_local(
+    state: &AppState,
+    ngsi: &Ngsi,
+    selection: EntityQuery,
+    keep: Option<Vec<String>>,
+    drop: Vec<String>,
+) -> ApiResult {
     state.require_tenant(&ngsi.tenant).await?;
     const BATCH: usize = 500;
     let mut offset = 0;

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod contexts;
 pub mod csource;
 pub mod discovery;
+pub mod distributed;
 pub mod entities;
 pub mod entity_maps;
 pub mod identity;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// The context source registrations; without them `/csourceRegistrations` and
     /// `/csourceSubscriptions` answer OperationNotSupported.
     pub csources: Option<Arc<hanbat_csource::CSources>>,
+    /// Forwards requests to registered context sources (with `csources`).
+    pub forwarder: Option<hanbat_federation::Forwarder>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
     /// Identifies this broker process (context source identity, §5.15).
@@ -65,6 +68,7 @@ impl AppState {
             notifier: None,
             ingest: None,
             csources: None,
+            forwarder: None,
             known_tenants: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string().into(),
             started: std::time::Instant::now(),
@@ -86,6 +90,7 @@ impl AppState {
     /// Serves `/csourceRegistrations` and `/csourceSubscriptions` with `csources`.
     pub fn with_csources(mut self, csources: Arc<hanbat_csource::CSources>) -> Self {
         self.csources = Some(csources);
+        self.forwarder = Some(hanbat_federation::Forwarder::new(&self.instance[..8]));
         self
     }
 

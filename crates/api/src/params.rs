@@ -31,6 +31,11 @@ impl Params {
         Ok(Self { pairs })
     }
 
+    /// The parameters as they came, decoded, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Removes every occurrence of a parameter.
     pub fn remove(&mut self, name: &str) {
         self.pairs.retain(|(k, _)| k != name);

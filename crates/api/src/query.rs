@@ -2,21 +2,23 @@
 //! with pagination (§4.12: `limit`, `offset`, `prev`/`next` Link headers) and counting (§4.13).
 
 use crate::AppState;
-use crate::entity_maps;
 use crate::params::Params;
 use crate::render::{Linked, View};
 use crate::request::{Accept, Ngsi, RequestContext};
 use crate::response::{self, ApiResult};
+use crate::{distributed, entity_maps};
 use axum::extract::State;
 use axum::response::Response;
+use hanbat_csource::matching::RegQuery;
+use hanbat_federation::{Leg, Operation, Request, Target};
 use hanbat_model::parse;
 use hanbat_model::{Context, Entity, NgsiError, Result};
 use hanbat_query::{
     Collation, DistanceFrom, EntityOrder, GeoQuery, Query, QueryOptions, ScopeQuery, TypeQuery, compile_id_pattern,
 };
-use hanbat_store::{EntityQuery, EntitySelector, Order};
+use hanbat_store::{EntityQuery, EntitySelector, Order, Page};
 use http::{HeaderValue, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 pub(crate) const QUERY_PARAMS: &[&str] = &[
@@ -42,6 +44,7 @@ pub(crate) const QUERY_PARAMS: &[&str] = &[
     "count",
     "local",
     "csf",
+    "splitEntities",
     "datasetId",
     "join",
     "joinLevel",
@@ -414,7 +417,8 @@ async fn run(
     }
     (query.limit, query.offset, query.count) = (limit, offset, count);
     let map_request = entity_maps::requested(state, ngsi).await?;
-    let (page, map) = entity_maps::query_page(state, &ngsi.tenant, map_request, &query).await?;
+    let (mut page, map) = entity_maps::query_page(state, &ngsi.tenant, map_request, &query).await?;
+    let warnings = with_sources(state, ngsi, params, &rc, &query, &view, &mut page).await?;
     let geometry = view.geometry_property(params, &rc.ctx);
     let linked = fetch_linked(state, &ngsi.tenant, &view, &page.entities).await?;
     let body = view.render_all(&page.entities, &rc.ctx, accept, &geometry, &linked);
@@ -422,6 +426,7 @@ async fn run(
     if let Some(total) = page.count {
         response.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
+    distributed::warn(&mut response, &warnings);
     if let Some(map) = &map {
         map.mark_query(&mut response);
     }
@@ -429,6 +434,112 @@ async fn run(
     let links = links.as_ref().unwrap_or(ngsi);
     add_page_links(&mut response, "/ngsi-ld/v1/entities", links, page.entities.len(), limit, offset, page.count);
     Ok(response)
+}
+
+/// Query parameters a context source receives as the client sent them (§4.3.6.4); `q`,
+/// `scopeQ` and the geo-query stay here with `splitEntities=true`, where the broker applies
+/// them to the merged entities.
+const FORWARDED_SELECTION: [&str; 3] = ["type", "id", "idPattern"];
+const FORWARDED_FILTERS: [&str; 6] = ["q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty"];
+
+/// Adds to the broker's page what the context sources registered for the query hold
+/// (§4.3.6.2), and returns the warnings of those that failed. Paging applies to the broker's
+/// own matches; the sources' entities come on top of them.
+async fn with_sources(
+    state: &AppState,
+    ngsi: &Ngsi,
+    params: &Params,
+    rc: &RequestContext,
+    query: &EntityQuery,
+    view: &View,
+    page: &mut Page,
+) -> Result<Vec<String>> {
+    let requested = view.attrs.clone().unwrap_or_default();
+    let mut prefilter = RegQuery { entities: query.entities.clone(), attrs: requested.clone(), ..RegQuery::default() };
+    if let Some(csf) = params.get("csf") {
+        prefilter.filters.push(Query::parse(csf, &rc.ctx)?);
+    }
+    let op = if ngsi.method == http::Method::POST { Operation::QueryBatch } else { Operation::QueryEntity };
+    let target = Target { attrs: &requested, ..Target::default() };
+    let Some(plan) = distributed::plan(state, ngsi, op, target, &prefilter).await? else { return Ok(Vec::new()) };
+    if params.has("orderBy") {
+        return Err(NgsiError::bad_data(
+            "orderBy cannot order entities that context sources provide: send local=true, or no orderBy",
+        ));
+    }
+    let split = params.flag("splitEntities")?;
+    let context = distributed::context_url(rc);
+    let request = |leg: &Leg| {
+        let names: Vec<String> = leg.attrs.narrow(&requested).iter().map(|n| rc.ctx.compact(n)).collect();
+        let registered_ids: Vec<&str> =
+            leg.registration.information.iter().flat_map(|i| &i.entities).filter_map(|e| e.id.as_deref()).collect();
+        if Operation::QueryEntity.supported_by(&leg.registration) && ngsi.method != http::Method::POST {
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for (k, v) in params.pairs() {
+                let forwarded = FORWARDED_SELECTION.contains(&k) || (!split && FORWARDED_FILTERS.contains(&k));
+                if forwarded && (k != "id" || registered_ids.is_empty()) {
+                    pairs.push((k.to_string(), v.to_string()));
+                }
+            }
+            if !registered_ids.is_empty() {
+                pairs.push(("id".into(), registered_ids.join(",")));
+            }
+            if !names.is_empty() {
+                pairs.push(("attrs".into(), names.join(",")));
+            }
+            pairs.extend(distributed::forwarded_params_of_leg(leg));
+            return Request {
+                method: http::Method::GET,
+                path: "/entities".into(),
+                query: pairs,
+                body: None,
+                context: context.clone(),
+            };
+        }
+        let mut body = match ngsi.json() {
+            Ok(Value::Object(mut o)) if ngsi.method == http::Method::POST => {
+                o.remove("@context");
+                o
+            }
+            _ => {
+                let types: Vec<Value> = params.list("type").into_iter().map(Value::String).collect();
+                let mut o = Map::new();
+                o.insert("type".into(), json!("Query"));
+                o.insert("entities".into(), Value::Array(types.into_iter().map(|t| json!({"type": t})).collect()));
+                o
+            }
+        };
+        if !names.is_empty() {
+            body.insert("attrs".into(), json!(names));
+        }
+        if split {
+            for member in ["q", "scopeQ", "geoQ"] {
+                body.remove(member);
+            }
+        }
+        Request {
+            method: http::Method::POST,
+            path: "/entityOperations/query".into(),
+            query: distributed::forwarded_params_of_leg(leg),
+            body: Some(Value::Object(body)),
+            context: context.clone(),
+        }
+    };
+    let (remote, warnings) = distributed::read(state, ngsi, &plan, &rc.ctx, request).await;
+    let known = page.entities.len();
+    distributed::merge_entities(&mut page.entities, remote);
+    // An entity only the sources know is kept if it matches the whole query here: with
+    // `splitEntities` the sources were not given the filters.
+    let mut index = 0;
+    page.entities.retain(|e| {
+        index += 1;
+        index <= known || query.matches(e)
+    });
+    let kept = page.entities.len() - known;
+    if let Some(total) = &mut page.count {
+        *total += kept as u64;
+    }
+    Ok(warnings)
 }
 
 /// `prev`/`next` Link headers (§5.5.9) of entity queries.

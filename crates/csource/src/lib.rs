@@ -18,7 +18,7 @@
 pub mod matching;
 pub mod registration;
 
-pub use registration::Registration;
+pub use registration::{EntityInfo, Mode, Registration};
 
 use hanbat_context::Contexts;
 use hanbat_model::{Context, ErrorKind, NgsiError, Result, Timestamp};

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     Conflict,
     Gone,
+    /// A request that would be forwarded to context sources it already passed (§4.3.6.4).
+    LoopDetected,
 }
 
 impl ErrorKind {
@@ -47,6 +49,7 @@ impl ErrorKind {
             Self::LengthRequired => 411,
             Self::MethodNotAllowed => 405,
             Self::Gone => 410,
+            Self::LoopDetected => 508,
         }
     }
 
@@ -70,6 +73,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => "https://uri.etsi.org/ngsi-ld/errors/MethodNotAllowed",
             Self::Conflict => "https://uri.etsi.org/ngsi-ld/errors/Conflict",
             Self::Gone => "https://uri.etsi.org/ngsi-ld/errors/Gone",
+            Self::LoopDetected => "https://uri.etsi.org/ngsi-ld/errors/LoopDetected",
         }
     }
 
@@ -97,6 +101,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => "The HTTP method is not allowed on this resource",
             Self::Conflict => "The request conflicts with the current state of the resource",
             Self::Gone => "The resource is no longer available",
+            Self::LoopDetected => "The request would loop between context brokers",
         }
     }
 }
