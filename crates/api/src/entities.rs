@@ -33,6 +33,13 @@ pub async fn write_one(state: &AppState, tenant: &str, op: WriteOp) -> Result<Ap
     results.pop().unwrap_or_else(|| Err(NgsiError::internal("the store returned no result")))
 }
 
+/// The broker's own part of a write that answers `204`: on data of an existing tenant.
+async fn write_in_tenant(state: &AppState, tenant: &str, op: WriteOp) -> ApiResult {
+    state.require_tenant(tenant).await?;
+    write_one(state, tenant, op).await?;
+    Ok(response::no_content())
+}
+
 /// `204`, or `207` with an UpdateResult when some attributes were not written. Attribute names
 /// are given in full (expanded), as the ETSI suite expects: the UpdateResult is plain JSON,
 /// without a @context to compact them with.
@@ -254,11 +261,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi:
     let id = path_id(&id)?;
     let rc = ngsi.context(&state).await?;
     let op = type_gated(&ngsi, &rc.ctx, WriteOp::Delete { id: id.clone() })?;
-    let local = async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, op).await?;
-        Ok(response::no_content())
-    };
+    let local = write_in_tenant(&state, &ngsi.tenant, op);
     let target = Target { id: Some(&id), ..Target::default() };
     let Some(plan) = distributed::plan(&state, &ngsi, Operation::DeleteEntity, target, &RegQuery::default()).await?
     else {
@@ -313,11 +316,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, ngsi
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
     let (rc, entity) = entity_body(&state, &ngsi, &id, Mode::Entity).await?;
-    let local = |entity: Entity| async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, WriteOp::Replace(entity)).await?;
-        Ok(response::no_content())
-    };
+    let local = |entity: Entity| write_in_tenant(&state, &ngsi.tenant, WriteOp::Replace(entity));
     let path = format!("/entities/{id}");
     body_write(&state, &ngsi, &rc, Operation::ReplaceEntity, Method::PUT, path, entity, local, response::no_content)
         .await
@@ -328,11 +327,7 @@ pub async fn merge(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
     ngsi.params.allow(&["local", "options", "format"])?;
     let id = path_id(&id)?;
     let (rc, fragment) = entity_body(&state, &ngsi, &id, Mode::Merge).await?;
-    let local = |fragment: Entity| async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, WriteOp::Merge { id: id.clone(), fragment }).await?;
-        Ok(response::no_content())
-    };
+    let local = |fragment: Entity| write_in_tenant(&state, &ngsi.tenant, WriteOp::Merge { id: id.clone(), fragment });
     let path = format!("/entities/{id}");
     body_write(&state, &ngsi, &rc, Operation::MergeEntity, Method::PATCH, path, fragment, local, response::no_content)
         .await
@@ -414,11 +409,7 @@ pub async fn patch_attr(
         delete: patch.delete,
     };
     let op = type_gated(&ngsi, &rc.ctx, op)?;
-    let local = async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, op).await?;
-        Ok(response::no_content())
-    };
+    let local = write_in_tenant(&state, &ngsi.tenant, op);
     let context = distributed::context_url(&rc);
     attr_write(&state, &ngsi, context, Operation::UpdateAttrs, &id, &name, &attr, local).await
 }
@@ -439,11 +430,7 @@ pub async fn replace_attr(
     }
     let op = WriteOp::ReplaceAttr { id: id.clone(), name: name.clone(), attribute: instances.remove(0) };
     let op = type_gated(&ngsi, &rc.ctx, op)?;
-    let local = async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, op).await?;
-        Ok(response::no_content())
-    };
+    let local = write_in_tenant(&state, &ngsi.tenant, op);
     let context = distributed::context_url(&rc);
     attr_write(&state, &ngsi, context, Operation::ReplaceAttrs, &id, &name, &attr, local).await
 }
@@ -466,11 +453,7 @@ pub async fn delete_attr(
     let all = ngsi.params.flag("deleteAll")?;
     let name = path_attr(&attr, &rc.ctx)?;
     let op = type_gated(&ngsi, &rc.ctx, WriteOp::DeleteAttr { id: id.clone(), name: name.clone(), dataset_id, all })?;
-    let local = async {
-        state.require_tenant(&ngsi.tenant).await?;
-        write_one(&state, &ngsi.tenant, op).await?;
-        Ok(response::no_content())
-    };
+    let local = write_in_tenant(&state, &ngsi.tenant, op);
     let context = distributed::context_url(&rc);
     attr_write(&state, &ngsi, context, Operation::DeleteAttrs, &id, &name, &attr, local).await
 }
