@@ -375,42 +375,37 @@ pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<usize> {
         }
     }
     for ((tid, attr, dataset), new) in series {
-        tx.prepare_cached("INSERT OR IGNORE INTO t_series(tid, attr, dataset) VALUES (?1, ?2, ?3)")?
-            .execute(params![tid, attr, dataset])?;
+        // One statement finds or creates the series and counts the small chunk this pass adds
+        // (only the last chunk of a pass can be small): a pass over many new entities, each
+        // with series of a sample or two, is mostly this bookkeeping.
+        let adds_small = i64::from(new.len() % CHUNK_SAMPLES != 0);
         let (sid, small): (i64, i64) = tx
-            .prepare_cached("SELECT sid, small FROM t_series WHERE tid = ?1 AND attr = ?2 AND dataset = ?3")?
-            .query_row(params![tid, attr, dataset], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let written = write_samples(tx, sid, new)?;
-        let small = small + written.small;
+            .prepare_cached(
+                "INSERT INTO t_series(tid, attr, dataset, small) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(tid, attr, dataset) DO UPDATE SET small = small + excluded.small
+                 RETURNING sid, small",
+            )?
+            .query_row(params![tid, attr, dataset, adds_small], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        write_samples(tx, sid, new)?;
         if small >= MERGE_AFTER {
             merge_small_chunks(tx, sid)?;
+            tx.prepare_cached("UPDATE t_series SET small = 0 WHERE sid = ?1")?.execute([sid])?;
         }
-        tx.prepare_cached("UPDATE t_series SET small = ?1 WHERE sid = ?2")?
-            .execute(params![if small >= MERGE_AFTER { 0 } else { small }, sid])?;
     }
     tx.prepare_cached("DELETE FROM t_log WHERE rec <= ?1")?.execute([last])?;
     Ok(records.len())
 }
 
-/// How many chunks a write produced below the target size.
-struct Written {
-    small: i64,
-}
-
 /// Writes samples (in order) as new chunks of at most `CHUNK_SAMPLES`, each with the unit of
 /// its first numeric sample.
-fn write_samples(tx: &Transaction, sid: i64, samples: Vec<(Sample, Option<String>)>) -> rusqlite::Result<Written> {
-    let mut written = Written { small: 0 };
+fn write_samples(tx: &Transaction, sid: i64, samples: Vec<(Sample, Option<String>)>) -> rusqlite::Result<()> {
     for part in samples.chunks(CHUNK_SAMPLES) {
         let unit = part.iter().find(|(s, _)| s.is_numeric()).and_then(|(_, u)| u.clone());
         let normalized: Vec<Sample> =
             part.iter().map(|(s, u)| normalize_unit(s.clone(), u.as_deref(), unit.as_deref())).collect();
         write_chunk(tx, sid, chunk_key(normalized[0].origin), &normalized, unit.as_deref())?;
-        if normalized.len() < CHUNK_SAMPLES {
-            written.small += 1;
-        }
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Merges the chunks of a series that are below the target size into as few as possible.

@@ -92,38 +92,63 @@ fn extend_box(coordinates: &Json, b: &mut [f64; 4]) {
     }
 }
 
-/// Replaces the index rows of `rid` with those of `entity` (none when it was deleted).
+/// What the index holds for an entity before a write.
+pub(crate) enum Indexed<'a> {
+    /// Nothing: the entity is new.
+    Nothing,
+    /// The rows of this state of the entity.
+    Entity(&'a Entity),
+    /// Rows of a state the writer does not have at hand: all are rewritten.
+    Unknown,
+}
+
+/// Replaces the index rows of `rid` with those of `entity` (none when it was deleted). Only
+/// the kind of rows whose values changed is rewritten: most updates change no number or
+/// geometry, and then cost no index statement at all.
 pub(crate) fn refresh(
     tx: &Transaction,
     name_id: &mut dyn FnMut(&Transaction, &str) -> rusqlite::Result<i64>,
     tenant: i64,
     rid: i64,
-    before: bool,
+    before: Indexed<'_>,
     entity: Option<&Entity>,
 ) -> rusqlite::Result<()> {
-    if before {
-        tx.prepare_cached("DELETE FROM entity_nums WHERE rid = ?1")?.execute([rid])?;
-        tx.prepare_cached("DELETE FROM entity_geo WHERE gid IN (SELECT gid FROM entity_geo_keys WHERE rid = ?1)")?
-            .execute([rid])?;
-        tx.prepare_cached("DELETE FROM entity_geo_keys WHERE rid = ?1")?.execute([rid])?;
+    let nums = entity.map(numbers).unwrap_or_default();
+    let geo = entity.map(boxes).unwrap_or_default();
+    let (nums_changed, geo_changed) = match before {
+        Indexed::Nothing => (!nums.is_empty(), !geo.is_empty()),
+        Indexed::Entity(previous) => (numbers(previous) != nums, boxes(previous) != geo),
+        Indexed::Unknown => (true, true),
+    };
+    let existed = !matches!(before, Indexed::Nothing);
+    if nums_changed {
+        if existed {
+            tx.prepare_cached("DELETE FROM entity_nums WHERE rid = ?1")?.execute([rid])?;
+        }
+        for (name, value, single) in nums {
+            let attr = name_id(tx, name)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![tenant, attr, single, value, rid])?;
+        }
     }
-    let Some(entity) = entity else { return Ok(()) };
-    for (name, value, single) in numbers(entity) {
-        let attr = name_id(tx, name)?;
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![tenant, attr, single, value, rid])?;
-    }
-    for (name, [x0, x1, y0, y1]) in boxes(entity) {
-        let attr = name_id(tx, name)?;
-        tx.prepare_cached("INSERT INTO entity_geo_keys(rid) VALUES (?1)")?.execute([rid])?;
-        let gid = tx.last_insert_rowid();
-        tx.prepare_cached(
-            "INSERT INTO entity_geo(gid, min_x, max_x, min_y, max_y, tenant, attr, rid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![gid, x0, x1, y0, y1, tenant, attr, rid])?;
+    if geo_changed {
+        if existed {
+            tx.prepare_cached("DELETE FROM entity_geo WHERE gid IN (SELECT gid FROM entity_geo_keys WHERE rid = ?1)")?
+                .execute([rid])?;
+            tx.prepare_cached("DELETE FROM entity_geo_keys WHERE rid = ?1")?.execute([rid])?;
+        }
+        for (name, [x0, x1, y0, y1]) in geo {
+            let attr = name_id(tx, name)?;
+            tx.prepare_cached("INSERT INTO entity_geo_keys(rid) VALUES (?1)")?.execute([rid])?;
+            let gid = tx.last_insert_rowid();
+            tx.prepare_cached(
+                "INSERT INTO entity_geo(gid, min_x, max_x, min_y, max_y, tenant, attr, rid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![gid, x0, x1, y0, y1, tenant, attr, rid])?;
+        }
     }
     Ok(())
 }
@@ -141,7 +166,7 @@ pub(crate) fn backfill(tx: &Transaction) -> rusqlite::Result<()> {
     for (rid, tenant, doc) in rows {
         // An undecodable document is reported when it is read; it has nothing to index.
         if let Ok(entity) = crate::codec::decode(&doc) {
-            refresh(tx, &mut name_id, tenant, rid, false, Some(&entity))?;
+            refresh(tx, &mut name_id, tenant, rid, Indexed::Nothing, Some(&entity))?;
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 //! transaction and acknowledges them after the commit. Under load many small writes share one
 //! fsync; with a single client a write costs one commit, as before.
 
+use crate::index::Indexed;
 use crate::{codec, history, index};
 use hanbat_model::{NgsiError, Result, Timestamp};
 use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
@@ -256,6 +257,11 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
     }
 }
 
+/// What the index holds for the entity a change replaces: the rows of its previous state.
+fn indexed(change: &Change) -> Indexed<'_> {
+    change.previous.as_deref().map_or(Indexed::Unknown, Indexed::Entity)
+}
+
 /// Applies [`WriteOp::Expire`] to every entity with something due at `at`; the op itself
 /// decides (with the commit's time) what goes.
 fn expire_due(
@@ -327,7 +333,7 @@ fn write_one(
                 tx.prepare_cached("INSERT INTO entity_types(tenant, type, rid) VALUES (?1, ?2, ?3)")?
                     .execute(params![tenant_id, type_id, rid])?;
             }
-            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, false, Some(next))?;
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, Indexed::Nothing, Some(next))?;
             counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (Some(next), Some(rid)) => {
@@ -350,14 +356,14 @@ fn write_one(
                         .execute(params![tenant_id, type_id, rid])?;
                 }
             }
-            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, true, Some(next))?;
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, indexed(change), Some(next))?;
             counts.add(tx, ids, tenant_id, next, 1)?;
         }
         (None, Some(rid)) => {
             tx.prepare_cached("DELETE FROM entities WHERE rid = ?1")?.execute([rid])?;
             tx.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND rid = ?2")?
                 .execute(params![tenant_id, rid])?;
-            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, true, None)?;
+            index::refresh(tx, &mut |tx, iri| ids.name(tx, iri), tenant_id, rid, indexed(change), None)?;
             counts.add(tx, ids, tenant_id, &change.entity, -1)?;
         }
         (None, None) => {}

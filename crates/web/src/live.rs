@@ -178,7 +178,8 @@ async fn fan_out(hub: Arc<LiveHub>, mut rx: mpsc::Receiver<Arc<Change>>) {
     let ctx = hub.context().await;
     while let Some(change) = rx.recv().await {
         // The dashboard shows the city, which lives in the default tenant.
-        if !change.tenant.is_empty() {
+        // Rendering is the feed's cost: with no dashboard open, a change is not rendered.
+        if !change.tenant.is_empty() || hub.clients.lock().is_empty() {
             continue;
         }
         let message = Arc::new(Message { types: change.entity.types.clone(), data: render_change(&change, &ctx) });
