@@ -48,7 +48,8 @@ pub struct AppState {
     /// `/csourceSubscriptions` answer OperationNotSupported.
     pub csources: Option<Arc<hanbat_csource::CSources>>,
     /// Forwards requests to registered context sources (with `csources`).
-    pub forwarder: Option<hanbat_federation::Forwarder>,
+    /// (An `Arc`: the state is cloned for every request.)
+    pub forwarder: Option<Arc<hanbat_federation::Forwarder>>,
     /// Tenants known to exist, so that reads need not ask the store each time.
     known_tenants: Arc<RwLock<HashSet<String>>>,
     /// Identifies this broker process (context source identity, §5.15).
@@ -90,7 +91,7 @@ impl AppState {
     /// Serves `/csourceRegistrations` and `/csourceSubscriptions` with `csources`.
     pub fn with_csources(mut self, csources: Arc<hanbat_csource::CSources>) -> Self {
         self.csources = Some(csources);
-        self.forwarder = Some(hanbat_federation::Forwarder::new(&self.instance[..8]));
+        self.forwarder = Some(Arc::new(hanbat_federation::Forwarder::new(&self.instance[..8])));
         self
     }
 
