@@ -544,6 +544,51 @@ async fn linked_entities_join_notifications(broker: &TestBroker) {
     assert_eq!(n.body["data"].as_array().map(Vec::len), Some(1));
 }
 
+/// The subscription ids of the next `n` notifications, sorted; nothing else may follow.
+async fn received(rx: &Receiver, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(rx.expect().await.body["subscriptionId"].as_str().unwrap_or_default().to_string());
+    }
+    rx.expect_none(Duration::from_millis(400)).await;
+    got.sort();
+    got
+}
+
+/// Subscriptions whose `q` pins an attribute to a number are found by that number: each write
+/// notifies exactly the subscriptions its value matches, whatever the value's form (integer or
+/// decimal, single or in an array), and re-indexing follows changes of `q` and deletions.
+async fn equality_filters_notify_only_their_value(broker: &TestBroker) {
+    let rx = Receiver::start().await;
+    let mut subs = Vec::new();
+    for floor in 1..=3 {
+        subs.push(subscribe(broker, &subscription(&rx.url, json!({"q": format!("floors=={floor}")}))).await);
+    }
+    let range = subscribe(broker, &subscription(&rx.url, json!({"q": "floors>2"}))).await;
+
+    let mut b = building("urn:ngsi-ld:Building:eq1");
+    b["floors"] = json!({"type": "Property", "value": 2.0});
+    create(broker, &b).await;
+    assert_eq!(received(&rx, 1).await, [subs[1].clone()], "2.0 is the number 2");
+    patch_attrs(broker, "urn:ngsi-ld:Building:eq1", &json!({"floors": {"type": "Property", "value": 3}})).await;
+    let mut expected = vec![subs[2].clone(), range.clone()];
+    expected.sort();
+    assert_eq!(received(&rx, 2).await, expected);
+    patch_attrs(broker, "urn:ngsi-ld:Building:eq1", &json!({"floors": {"type": "Property", "value": [1, 7]}})).await;
+    let mut expected = vec![subs[0].clone(), range.clone()];
+    expected.sort();
+    assert_eq!(received(&rx, 2).await, expected, "an array matches by any element");
+
+    // A changed q moves the subscription; a deleted one is gone.
+    let r = broker.patch(&format!("/subscriptions/{}", subs[0]), &json!({"q": "floors==9"})).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(broker.delete(&format!("/subscriptions/{range}")).await.status(), 204);
+    patch_attrs(broker, "urn:ngsi-ld:Building:eq1", &json!({"floors": {"type": "Property", "value": 9}})).await;
+    assert_eq!(received(&rx, 1).await, [subs[0].clone()]);
+    patch_attrs(broker, "urn:ngsi-ld:Building:eq1", &json!({"floors": {"type": "Property", "value": 1}})).await;
+    rx.expect_none(Duration::from_millis(400)).await;
+}
+
 fn uuid_like() -> String {
     format!("{:x}", hanbat_model::Timestamp::now().micros() ^ (std::process::id() as i64) << 20)
 }
@@ -560,4 +605,5 @@ store_tests!(
     dead_receiver_delays_only_its_own,
     mqtt_notifications,
     linked_entities_join_notifications,
+    equality_filters_notify_only_their_value,
 );

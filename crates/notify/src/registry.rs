@@ -6,10 +6,13 @@ use crate::subscription::{DeliveryStatus, Subscription, Trigger};
 use hanbat_context::Contexts;
 use hanbat_model::jsonld::{self, CORE_CONTEXT_URL};
 use hanbat_model::{Context, Entity, Result, Timestamp};
+use hanbat_query::comparable_numbers;
+use hanbat_query::q::Expr;
 use hanbat_store::{Change, EntityQuery};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -146,11 +149,18 @@ impl Entry {
     }
 }
 
+/// Entries by type, then attribute, then the number their `q` requires it to equal.
+type ByTypeEqual = HashMap<String, HashMap<String, HashMap<u64, Vec<Arc<Entry>>>>>;
+
 /// Where an entry is indexed, per tenant.
 #[derive(Default)]
 struct TenantIndex {
     by_id: HashMap<String, Vec<Arc<Entry>>>,
     by_type: HashMap<String, Vec<Arc<Entry>>>,
+    /// Type-selected entries whose `q` requires a plain attribute to equal a number
+    /// (`zone==3`): a change is checked only against those its entity can match, not against
+    /// every subscription on its type.
+    by_type_equal: ByTypeEqual,
     /// Subscriptions without `entities`, by watched attribute.
     by_attr: HashMap<String, Vec<Arc<Entry>>>,
     /// Selections no key bounds (`*`, type expressions with `;`): checked for every change.
@@ -164,6 +174,31 @@ pub struct Keys {
     pub types: Vec<String>,
     pub attrs: Vec<String>,
     pub scan: bool,
+    /// With `types`: an attribute and the number (see [`number_key`]) that `q` requires it to
+    /// equal; the types are then keyed on it too.
+    pub equal: Option<(String, u64)>,
+}
+
+/// The key of a number in the equality index: `0` and `-0` are equal numbers.
+fn number_key(n: f64) -> u64 {
+    if n == 0.0 { 0 } else { n.to_bits() }
+}
+
+/// An equality that every match of `spec` must satisfy: a conjunct of its `q` that pins a plain
+/// attribute to one number. Filters that follow relationships are left to the sender (see
+/// [`crate::matcher`]), so their `q` keys nothing.
+fn required_equality(spec: &Spec) -> Option<(String, u64)> {
+    if spec.linked_q {
+        return None;
+    }
+    spec.query.q.as_ref()?.conjuncts().find_map(|c| {
+        let Expr::Term(term) = c else { return None };
+        let range = term.numeric_range()?;
+        match (range.lower, range.upper) {
+            (Bound::Included(a), Bound::Included(b)) if a == b => Some((range.attr.to_string(), number_key(a))),
+            _ => None,
+        }
+    })
 }
 
 impl Keys {
@@ -190,6 +225,9 @@ impl Keys {
         for list in [&mut keys.ids, &mut keys.types] {
             list.sort_unstable();
             list.dedup();
+        }
+        if !keys.types.is_empty() {
+            keys.equal = required_equality(spec);
         }
         keys
     }
@@ -263,9 +301,17 @@ impl Registry {
     fn index_add(&self, entry: &Arc<Entry>, keys: &Keys) {
         let mut index = self.index.write();
         let t = index.entry(entry.tenant.clone()).or_default();
-        for (map, list) in [(&mut t.by_id, &keys.ids), (&mut t.by_type, &keys.types), (&mut t.by_attr, &keys.attrs)] {
+        let by_type: &[String] = if keys.equal.is_some() { &[] } else { &keys.types };
+        for (map, list) in [(&mut t.by_id, &keys.ids[..]), (&mut t.by_type, by_type), (&mut t.by_attr, &keys.attrs[..])]
+        {
             for k in list {
                 map.entry(k.clone()).or_default().push(entry.clone());
+            }
+        }
+        if let Some((attr, number)) = &keys.equal {
+            for ty in &keys.types {
+                let by_number = t.by_type_equal.entry(ty.clone()).or_default().entry(attr.clone()).or_default();
+                by_number.entry(*number).or_default().push(entry.clone());
             }
         }
         if keys.scan {
@@ -277,7 +323,28 @@ impl Registry {
         let mut index = self.index.write();
         let Some(t) = index.get_mut(&entry.tenant) else { return };
         remove_from(&mut t.by_id, &keys.ids, entry);
-        remove_from(&mut t.by_type, &keys.types, entry);
+        match &keys.equal {
+            None => remove_from(&mut t.by_type, &keys.types, entry),
+            Some((attr, number)) => {
+                for ty in &keys.types {
+                    let Some(by_attr) = t.by_type_equal.get_mut(ty) else { continue };
+                    if let Some(by_number) = by_attr.get_mut(attr) {
+                        if let Some(list) = by_number.get_mut(number) {
+                            list.retain(|e| !Arc::ptr_eq(e, entry));
+                            if list.is_empty() {
+                                by_number.remove(number);
+                            }
+                        }
+                        if by_number.is_empty() {
+                            by_attr.remove(attr);
+                        }
+                    }
+                    if by_attr.is_empty() {
+                        t.by_type_equal.remove(ty);
+                    }
+                }
+            }
+        }
         remove_from(&mut t.by_attr, &keys.attrs, entry);
         t.scan.retain(|e| !Arc::ptr_eq(e, entry));
     }
@@ -292,9 +359,18 @@ impl Registry {
             out.extend(list.iter().cloned());
         }
         let previous_types = change.previous.as_ref().map(|p| p.types.as_slice()).unwrap_or(&[]);
+        // The matcher evaluates `q` on the entity as the change left it.
+        let mut numbers = None;
         for ty in change.entity.types.iter().chain(previous_types) {
             if let Some(list) = t.by_type.get(ty) {
                 out.extend(list.iter().cloned());
+            }
+            if let Some(by_attr) = t.by_type_equal.get(ty) {
+                for (name, n, _) in numbers.get_or_insert_with(|| comparable_numbers(&change.entity)).iter() {
+                    if let Some(list) = by_attr.get(*name).and_then(|by_number| by_number.get(&number_key(*n))) {
+                        out.extend(list.iter().cloned());
+                    }
+                }
             }
         }
         if !t.by_attr.is_empty() {

@@ -21,6 +21,7 @@
 
 mod cursor;
 pub mod geoquery;
+mod numbers;
 pub mod order;
 pub mod pattern;
 pub mod q;
@@ -29,6 +30,7 @@ pub mod types;
 pub mod value;
 
 pub use geoquery::{GeoQuery, GeoRel};
+pub use numbers::comparable_numbers;
 pub use order::{Collation, DistanceFrom, EntityOrder};
 pub use pattern::{Pattern, compile_id_pattern};
 pub use q::{LinkResolver, Query, QueryOptions};
