@@ -197,12 +197,11 @@ fn combine(
         if local_succeeded(local) {
             success.push(json!(entity_id));
         } else {
-            let status = local.status().as_u16();
-            errors.push(json!({"entityId": entity_id, "error": {
-                "type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
-                "title": "the broker's own part of the operation failed",
-                "status": status,
-            }}));
+            let error = hanbat_federation::problem_for(
+                local.status(),
+                format!("the broker's own part of the operation answered {}", local.status()),
+            );
+            errors.push(json!({"entityId": entity_id, "error": error}));
         }
     }
     for reply in replies {

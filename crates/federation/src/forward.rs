@@ -108,20 +108,13 @@ impl Reply {
                 (None, format!("registration '{}' could not be reached: {why}", self.registration_id))
             }
         };
-        let mut problem = sent.unwrap_or_else(|| {
-            let kind = match status.as_u16() {
-                404 => "ResourceNotFound",
-                409 => "AlreadyExists",
-                400 => "BadRequestData",
-                _ => "InternalError",
-            };
-            json!({"type": format!("https://uri.etsi.org/ngsi-ld/errors/{kind}"), "title": detail.clone(), "detail": detail})
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-        });
-        problem.insert("status".into(), json!(status.as_u16()));
-        Value::Object(problem)
+        match sent {
+            Some(mut problem) => {
+                problem.insert("status".into(), json!(status.as_u16()));
+                Value::Object(problem)
+            }
+            None => problem_for(status, detail),
+        }
     }
 
     /// The entities of a read's reply: an entity or an array of them, with or without a
@@ -147,6 +140,17 @@ impl Reply {
             _ => warn(111, "the answer is not an entity or an array of entities".into()),
         }
     }
+}
+
+/// A ProblemDetails for a part of a request that answered `status` without saying why.
+pub fn problem_for(status: StatusCode, detail: String) -> Value {
+    let kind = match status.as_u16() {
+        404 => "ResourceNotFound",
+        409 => "AlreadyExists",
+        400 => "BadRequestData",
+        _ => "InternalError",
+    };
+    json!({"type": format!("https://uri.etsi.org/ngsi-ld/errors/{kind}"), "title": detail, "status": status.as_u16(), "detail": detail})
 }
 
 /// Sends forwarded requests on behalf of one broker.

@@ -16,6 +16,6 @@ mod forward;
 mod operation;
 mod plan;
 
-pub use forward::{Failure, Forwarder, Inbound, ReadReply, Reply, Request};
+pub use forward::{Failure, Forwarder, Inbound, ReadReply, Reply, Request, problem_for};
 pub use operation::Operation;
 pub use plan::{Attrs, Leg, Plan, Target, provided};

@@ -74,6 +74,17 @@ async fn inclusive_source_adds_to_reads_and_receives_writes() {
     assert_eq!(r.status(), 201);
     assert_eq!(district.get_json(&format!("/entities/{created}")).await["speed"]["value"], 7);
     assert_eq!(city.get_json(&format!("/entities/{created}?local=true")).await["speed"]["value"], 7);
+    // Creating it again fails in both places: one 207 names each failed part.
+    let r = city.post("/entities", &vehicle(created, json!({"speed": prop(json!(8))}))).await;
+    assert_eq!(r.status(), 207);
+    let body: Value = r.json().await.expect("json");
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{body}");
+    for e in errors {
+        assert_eq!(e["error"]["status"], 409, "{body}");
+        assert_eq!(e["error"]["type"], "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists", "{body}");
+    }
+    assert!(errors.iter().any(|e| e["registrationId"] == "urn:ngsi-ld:ContextSourceRegistration:district"));
 
     let r = city.delete(&format!("/entities/{created}")).await;
     assert_eq!(r.status(), 204);
