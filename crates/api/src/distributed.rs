@@ -35,14 +35,21 @@ pub async fn plan(
     plan_among(state, ngsi, registrations, op, target)
 }
 
+/// Whether the request may concern context sources: the tenant has registrations and the
+/// client did not ask for local data only (`local=true`). Handlers ask it before building
+/// what a plan needs, so that a broker without registrations pays one lookup per request.
+pub fn may_forward(state: &AppState, ngsi: &Ngsi) -> Result<bool> {
+    let (Some(csources), Some(_)) = (&state.csources, &state.forwarder) else { return Ok(false) };
+    Ok(csources.any(&ngsi.tenant) && !ngsi.params.flag("local")?)
+}
+
 /// The tenant's live registrations that `prefilter` selects; none when the request is for
 /// local data only.
 pub async fn registrations(state: &AppState, ngsi: &Ngsi, prefilter: &RegQuery) -> Result<Vec<Registration>> {
-    let (Some(csources), Some(_)) = (&state.csources, &state.forwarder) else { return Ok(Vec::new()) };
-    if ngsi.params.flag("local")? {
-        return Ok(Vec::new());
+    match &state.csources {
+        Some(csources) if may_forward(state, ngsi)? => Ok(csources.query(&ngsi.tenant, prefilter).await),
+        _ => Ok(Vec::new()),
     }
-    Ok(csources.query(&ngsi.tenant, prefilter).await)
 }
 
 /// [`plan`] among registrations already read (a batch plans each of its entities).

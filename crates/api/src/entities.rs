@@ -93,6 +93,9 @@ where
     F: FnOnce(Entity) -> Fut,
     Fut: std::future::Future<Output = ApiResult>,
 {
+    if !distributed::may_forward(state, ngsi)? {
+        return local(entity).await;
+    }
     let names: Vec<String> = entity.attrs.keys().cloned().collect();
     let target = Target { id: Some(&entity.id), types: &entity.types, attrs: &names };
     let Some(plan) = distributed::plan(state, ngsi, op, target, &RegQuery::default()).await? else {
@@ -241,6 +244,9 @@ async fn with_sources(
     view: &render::View,
     local: Option<Entity>,
 ) -> Result<(Option<Entity>, Vec<String>)> {
+    if !distributed::may_forward(state, ngsi)? {
+        return Ok((local, Vec::new()));
+    }
     let requested = view.attrs.clone().unwrap_or_default();
     let target = Target { id: Some(id), types: &view.types, attrs: &requested };
     let Some(plan) = distributed::plan(state, ngsi, Operation::RetrieveEntity, target, &RegQuery::default()).await?
@@ -495,6 +501,9 @@ pub async fn purge(State(state): State<AppState>, ngsi: Ngsi) -> ApiResult {
     }
     let keep = ngsi.params.has("keep").then(|| ngsi.params.names("keep", &rc.ctx)).transpose()?;
     let drop = ngsi.params.names("drop", &rc.ctx)?;
+    if !distributed::may_forward(&state, &ngsi)? {
+        return purge_local(&state, &ngsi, selection, keep, drop).await;
+    }
     let prefilter = RegQuery { entities: selection.entities.clone(), ..RegQuery::default() };
     let local = purge_local(&state, &ngsi, selection, keep, drop);
     let Some(plan) = distributed::plan(&state, &ngsi, Operation::PurgeEntity, Target::default(), &prefilter).await?

@@ -454,6 +454,9 @@ async fn with_sources(
     view: &View,
     page: &mut Page,
 ) -> Result<Vec<String>> {
+    if !distributed::may_forward(state, ngsi)? {
+        return Ok(Vec::new());
+    }
     let requested = view.attrs.clone().unwrap_or_default();
     let mut prefilter = RegQuery { entities: query.entities.clone(), attrs: requested.clone(), ..RegQuery::default() };
     if let Some(csf) = params.get("csf") {

@@ -289,6 +289,12 @@ impl CSources {
         }
     }
 
+    /// Whether the tenant has any registration (expired ones included): the one question every
+    /// entity request asks, so it builds nothing.
+    pub fn any(&self, tenant: &str) -> bool {
+        self.inner.registrations.read().keys().any(|(t, _)| t == tenant)
+    }
+
     /// The registration, unless unknown or expired.
     pub async fn get(&self, tenant: &str, id: &str) -> Option<Registration> {
         let found = self.inner.registrations.read().get(&key(tenant, id)).cloned()?;

@@ -18,4 +18,4 @@ mod plan;
 
 pub use forward::{Failure, Forwarder, Inbound, ReadReply, Reply, Request, problem_for};
 pub use operation::Operation;
-pub use plan::{Attrs, Leg, Plan, Target, provided};
+pub use plan::{Attrs, Leg, Plan, Target};

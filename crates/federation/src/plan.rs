@@ -84,7 +84,7 @@ fn entity_matches(info: &EntityInfo, target: &Target<'_>) -> bool {
 
 /// What `reg` provides for `target`, if anything: the union over its RegistrationInfo that
 /// describe the entity and name at least one of the target's attributes.
-pub fn provided(reg: &Registration, target: &Target<'_>) -> Option<Attrs> {
+fn provided(reg: &Registration, target: &Target<'_>) -> Option<Attrs> {
     let mut out: Option<Attrs> = None;
     for info in &reg.information {
         if !info.entities.is_empty() && !info.entities.iter().any(|e| entity_matches(e, target)) {
