@@ -41,7 +41,8 @@ pub struct Broker {
     pub store: Arc<dyn Store>,
     pub contexts: Arc<Contexts>,
     pub limits: Limits,
-    listeners: RwLock<Vec<ChangeListener>>,
+    /// Each listener, and whether it also hears the changes other nodes committed.
+    listeners: RwLock<Vec<(ChangeListener, bool)>>,
 }
 
 impl Broker {
@@ -49,9 +50,16 @@ impl Broker {
         Self { store, contexts, limits, listeners: RwLock::new(Vec::new()) }
     }
 
-    /// Registers a listener for every change committed from now on.
+    /// Registers a listener for every change committed from now on, by this node or (several
+    /// nodes on one store) another one.
     pub fn on_change(&self, listener: ChangeListener) {
-        self.listeners.write().push(listener);
+        self.listeners.write().push((listener, true));
+    }
+
+    /// Registers a listener for the changes this node commits from now on: what must happen
+    /// once per change, on the node that made it (e.g. sending a device its command).
+    pub fn on_local_change(&self, listener: ChangeListener) {
+        self.listeners.write().push((listener, false));
     }
 
     /// Applies `ops` (one durable transaction), publishes their changes, returns one result per op.
@@ -61,15 +69,25 @@ impl Broker {
         Ok(results)
     }
 
-    /// Publishes changes committed elsewhere (another node, expiry of transient entities).
+    /// Publishes changes this node committed outside [`Self::write`] (expiry of transient
+    /// entities).
     pub fn publish<'a>(&self, changes: impl Iterator<Item = &'a Change>) {
+        self.publish_to(changes.map(|c| Arc::new(c.clone())), false);
+    }
+
+    /// Publishes changes another node committed (several nodes on one store) to the listeners
+    /// of [`Self::on_change`].
+    pub fn publish_from_peer(&self, changes: Vec<Change>) {
+        self.publish_to(changes.into_iter().map(Arc::new), true);
+    }
+
+    fn publish_to(&self, changes: impl Iterator<Item = Arc<Change>>, from_peer: bool) {
         let listeners = self.listeners.read();
         if listeners.is_empty() {
             return;
         }
         for change in changes {
-            let change = Arc::new(change.clone());
-            for listener in listeners.iter() {
+            for (listener, _) in listeners.iter().filter(|(_, everywhere)| *everywhere || !from_peer) {
                 listener(&change);
             }
         }

@@ -168,13 +168,33 @@ impl Contexts {
     pub async fn load_hosted(&self) -> Result<()> {
         let Some(store) = &self.store else { return Ok(()) };
         for (tenant, id, doc) in store.list_docs(None, DocKind::HostedContext).await? {
-            let url = self.hosted_url(&id);
-            let document = doc.get("document").cloned().unwrap_or(Value::Null);
-            let mut known = KnownContext::new(url.clone(), id, ContextKind::Hosted, document, false);
-            known.tenant = tenant;
-            self.known.write().insert(url, Arc::new(known));
+            self.host(&tenant, &id, &doc);
         }
         Ok(())
+    }
+
+    /// Another node hosted or deleted the context with this local id: this node's copy is
+    /// brought up to date.
+    pub async fn refresh_hosted(&self, tenant: &str, local_id: &str) -> Result<()> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let url = self.hosted_url(local_id);
+        match store.get_doc(tenant, DocKind::HostedContext, local_id).await? {
+            Some(doc) => self.host(tenant, local_id, &doc),
+            None => {
+                self.known.write().remove(&url);
+                self.processed.lock().clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hosts a stored context (`doc` as `add_hosted` stores it).
+    fn host(&self, tenant: &str, local_id: &str, doc: &Value) {
+        let url = self.hosted_url(local_id);
+        let document = doc.get("document").cloned().unwrap_or(Value::Null);
+        let mut known = KnownContext::new(url.clone(), local_id.to_string(), ContextKind::Hosted, document, false);
+        known.tenant = tenant.to_string();
+        self.known.write().insert(url, Arc::new(known));
     }
 
     /// Serves `url`'s context from `document` without ever fetching it.

@@ -217,6 +217,50 @@ impl CSources {
         Ok(())
     }
 
+    /// Another node wrote or deleted a registration or a registration subscription: this
+    /// node's copy is brought up to date. Nothing is notified: the node that made the change
+    /// notified the registration subscriptions (every node holds them all).
+    pub async fn refresh(&self, kind: DocKind, tenant: &str, id: &str) -> Result<()> {
+        let doc = self.inner.store.get_doc(tenant, kind, id).await?;
+        let _write = self.inner.writes.lock().await;
+        let k = key(tenant, id);
+        let unreadable = |e: serde_json::Error| NgsiError::internal(format!("stored {} '{id}': {e}", kind.as_str()));
+        match (kind, doc) {
+            (DocKind::Registration, Some(doc)) => {
+                let reg = serde_json::from_value::<Registration>(doc).map_err(unreadable)?;
+                self.inner.registrations.write().insert(k, reg);
+            }
+            (DocKind::Registration, None) => {
+                self.inner.registrations.write().remove(&k);
+            }
+            (DocKind::RegistrationSubscription, Some(doc)) => {
+                let stored = serde_json::from_value::<StoredSub>(doc).map_err(unreadable)?;
+                let status = stored.sub.delivery.clone();
+                let live = self.compile(stored, None).await?;
+                let existing = self.inner.subscriptions.read().get(&k).cloned();
+                match existing {
+                    Some(entry) => {
+                        *entry.live.write() = Arc::new(live);
+                        *entry.status.lock() = status;
+                        self.start_clock(&entry);
+                    }
+                    None => {
+                        let entry = self.spawn_entry(tenant, live);
+                        self.inner.subscriptions.write().insert(k, entry.clone());
+                        self.start_clock(&entry);
+                    }
+                }
+            }
+            (DocKind::RegistrationSubscription, None) => {
+                if let Some(entry) = self.inner.subscriptions.write().remove(&k) {
+                    entry.deleted.store(true, Ordering::Release);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     // ---- registrations ----------------------------------------------------------------------
 
     /// `POST /csourceRegistrations`: validates, checks conflicts, stores; returns the id.

@@ -8,6 +8,7 @@ use hanbat_context::Contexts;
 use hanbat_ingest::{Ingest, MqttConfig};
 use hanbat_notify::{self as notify, Notifier};
 use hanbat_store::Store;
+use hanbat_store_postgres::PgStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,11 @@ pub struct ServeArgs {
     /// First level(s) of the measure and command topics.
     #[arg(long, default_value = "hanbat")]
     pub mqtt_topic_prefix: String,
+    /// This node's id among the nodes on one PostgreSQL database (default: host name and HTTP
+    /// port). Unique among live nodes; keep it across restarts so that a restarted node takes
+    /// its subscriptions back at once.
+    #[arg(long, env = "HANBAT_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 #[derive(clap::Parser)]
@@ -75,20 +81,27 @@ impl ServeArgs {
     }
 }
 
-/// A running broker: its address, the task serving it, the subscription service and the IoT agent.
+/// A running broker: its address, the task serving it, the subscription service and the IoT
+/// agent, and its PostgreSQL store when it is one node of several.
 pub struct Running {
     pub addr: SocketAddr,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub notifier: Arc<Notifier>,
     pub ingest: Arc<Ingest>,
+    pub postgres: Option<Arc<PgStore>>,
 }
 
 /// Builds the broker and starts serving; returns once it listens.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    let store = open_store(&args).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let (store, postgres) = open_store(&args, addr).await?;
+    // Joined before anything is loaded: a document another node changes meanwhile is reloaded.
+    let cluster = match &postgres {
+        Some(pg) => Some(pg.join().await.map_err(|e| anyhow::anyhow!(e.detail)).context("joining the other nodes")?),
+        None => None,
+    };
     let origin = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let contexts = Arc::new(Contexts::new(&origin, Some(store.clone())));
     contexts.load_hosted().await.map_err(|e| anyhow::anyhow!(e.detail))?;
@@ -114,16 +127,34 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!(e.detail))
         .context("loading the context source registrations")?;
-    let notifier = Notifier::start(store, contexts, notify::Config::default())
+    let notifier = Notifier::start(store, contexts.clone(), notify::Config::default())
         .await
         .map_err(|e| anyhow::anyhow!(e.detail))
         .context("loading the subscriptions")?;
+    if let Some(cluster) = &cluster {
+        notifier.set_ownership(Arc::new(crate::cluster::Leases(cluster.membership.clone())));
+    }
     broker.on_change(notifier.listener());
     let ingest =
         Ingest::load(broker.clone()).await.map_err(|e| anyhow::anyhow!(e.detail)).context("loading the devices")?;
     if !args.no_mqtt {
-        let config = MqttConfig { url: args.mqtt.clone(), topic_prefix: args.mqtt_topic_prefix.clone() };
+        let config = MqttConfig {
+            url: args.mqtt.clone(),
+            topic_prefix: args.mqtt_topic_prefix.clone(),
+            // The nodes of one database share the measures instead of each writing every one.
+            shared_group: cluster.as_ref().map(|c| format!("hanbat-{:016x}", fnv1a(c.id.as_bytes()))),
+        };
         hanbat_ingest::mqtt::start(&ingest, &broker, &config).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if let Some(cluster) = cluster {
+        let services = crate::cluster::Services {
+            broker: broker.clone(),
+            contexts,
+            notifier: notifier.clone(),
+            csources: csources.clone(),
+            ingest: ingest.clone(),
+        };
+        crate::cluster::follow(cluster.events, services);
     }
     // The dashboard and its live feed share the API's port (one origin: no CORS, one thing to run).
     let state = AppState::new(broker.clone(), args.max_body)
@@ -137,19 +168,41 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let server = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
     });
-    Ok(Running { addr, server, notifier, ingest })
+    Ok(Running { addr, server, notifier, ingest, postgres })
 }
 
-/// The store `--store` names, else the embedded store in `--data`.
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// A stable digest (FNV-1a) for names derived from other names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// This node's default id: host name and HTTP port, unique among the live processes of the
+/// hosts (two processes cannot listen on one port) and the same after a restart.
+fn default_node_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", addr.port())
+}
+
+/// The store `--store` names, else the embedded store in `--data`; the PostgreSQL store also
+/// as itself, to join the other nodes.
+async fn open_store(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<PgStore>>)> {
     match &args.store {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let options = hanbat_store_postgres::Options { history_retention: args.history_retention };
-            let store = hanbat_store_postgres::PgStore::connect(url, options)
+            let options = hanbat_store_postgres::Options {
+                history_retention: args.history_retention,
+                node: Some(args.node_id.clone().unwrap_or_else(|| default_node_id(addr))),
+            };
+            let store = PgStore::connect(url, options)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.detail))
                 .context("opening the PostgreSQL store")?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store)))
         }
         Some(other) => bail!("--store takes a postgres:// URL, not '{other}'"),
         None => {
@@ -157,7 +210,7 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
             let store = hanbat_store_sqlite::SqliteStore::open_with(&args.data, options)
                 .map_err(|e| anyhow::anyhow!(e.detail))
                 .with_context(|| format!("opening the store in {}", args.data.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
     }
 }
@@ -189,8 +242,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    // Delivery stops and the subscriptions' status counters are written back.
+    // Delivery stops and the subscriptions' status counters are written back; then the other
+    // nodes may take the subscriptions over at once.
     notifier.shutdown().await;
+    if let Some(pg) = running.postgres
+        && let Err(e) = pg.leave().await
+    {
+        tracing::warn!(detail = %e.detail, "leaving the other nodes failed; they take over when the leases lapse");
+    }
     result
 }
 

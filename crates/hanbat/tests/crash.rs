@@ -7,52 +7,14 @@
 
 #![allow(clippy::unwrap_used)] // a test: failing loudly is the point
 
+mod common;
+
+use common::{ProcessBroker, free_port};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Mutex;
-
-struct Broker {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `hanbat serve` with `store` (`--data <dir>` or `--store <url>`).
-async fn start(store: &[String], port: u16) -> Broker {
-    let child = Command::new(env!("CARGO_BIN_EXE_hanbat"))
-        .arg("serve")
-        .args(store)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hanbat starts");
-    // Owned by the guard from here on: a failed start still reaps the process.
-    let broker = Broker { child, base: format!("http://127.0.0.1:{port}/ngsi-ld/v1") };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http.get(format!("{}/types", broker.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return broker;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("broker did not start");
-}
 
 /// What the clients saw acknowledged: entity id → highest acknowledged counter value.
 type Acked = Arc<Mutex<HashMap<String, i64>>>;
@@ -103,7 +65,7 @@ async fn acknowledged_writes_survive_kill_9_on_postgres() {
 
 async fn crash_and_check(store: &[String]) {
     let port = free_port();
-    let broker = start(store, port).await;
+    let broker = ProcessBroker::start(store, port).await;
     let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> =
@@ -120,7 +82,7 @@ async fn crash_and_check(store: &[String]) {
     let acked = acked.lock().await.clone();
     assert!(acked.len() > 20, "too little load before the kill: {} entities", acked.len());
 
-    let broker = start(store, port).await;
+    let broker = ProcessBroker::start(store, port).await;
     let http = reqwest::Client::new();
     for (id, counter) in &acked {
         let r = http.get(format!("{}/entities/{id}", broker.base)).send().await.unwrap();

@@ -375,6 +375,47 @@ impl Ingest {
         Ok(())
     }
 
+    /// Another node provisioned, changed or deleted a service group (`key`: its API key) or a
+    /// device (`key`: its id): this node's copy, and the targets its measures go to, follow.
+    pub async fn refresh(&self, kind: DocKind, tenant: &str, key: &str) -> Result<()> {
+        let doc = self.broker.store.get_doc(tenant, kind, key).await?;
+        let _guard = self.provisioning.lock().await;
+        let k = (tenant.to_string(), key.to_string());
+        let unreadable = |e: serde_json::Error| NgsiError::internal(format!("stored {} '{key}': {e}", kind.as_str()));
+        match kind {
+            DocKind::IotService => {
+                let group = doc.map(serde_json::from_value::<ServiceGroup>).transpose().map_err(unreadable)?;
+                {
+                    let mut registry = self.registry.write();
+                    match group {
+                        Some(g) => registry.groups.insert(k, g),
+                        None => registry.groups.remove(&k),
+                    };
+                    registry.reindex_apikeys();
+                }
+                self.retarget_apikey(tenant, key).await
+            }
+            DocKind::IotDevice => {
+                let device = doc.map(serde_json::from_value::<Device>).transpose().map_err(unreadable)?;
+                {
+                    let mut registry = self.registry.write();
+                    if let Some(previous) = registry.devices.remove(&k) {
+                        registry.remove_target(tenant, &previous);
+                    }
+                    if let Some(d) = &device {
+                        registry.devices.insert(k, d.clone());
+                    }
+                    registry.reindex_apikeys();
+                }
+                match device {
+                    Some(d) => self.retarget(tenant, &d).await,
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `GET /iot/about`: what the agent is and its counters.
     pub fn about(&self) -> Value {
         json!({

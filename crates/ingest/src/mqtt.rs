@@ -32,11 +32,14 @@ pub struct MqttConfig {
     pub url: String,
     /// Topics are `{topic_prefix}/{apikey}/{device_id}/attrs` (measures) and `…/cmd` (commands).
     pub topic_prefix: String,
+    /// Nodes of one cluster subscribe to measures as one shared-subscription group
+    /// (`$share/{group}/…`): the MQTT broker hands each measure to one of them, not to all.
+    pub shared_group: Option<String>,
 }
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        Self { url: "mqtt://127.0.0.1:1883".into(), topic_prefix: "hanbat".into() }
+        Self { url: "mqtt://127.0.0.1:1883".into(), topic_prefix: "hanbat".into(), shared_group: None }
     }
 }
 
@@ -88,7 +91,10 @@ pub fn start(ingest: &Arc<Ingest>, broker: &Broker, config: &MqttConfig) -> Resu
     *ingest.topic_prefix.write() = Some(config.topic_prefix.clone());
     let (client, mut events) = AsyncClient::new(options, REQUESTS);
     let (queue, received) = mpsc::channel::<Publish>(QUEUE);
-    let filter = format!("{}/+/+/attrs", config.topic_prefix);
+    let filter = match &config.shared_group {
+        Some(group) => format!("$share/{group}/{}/+/+/attrs", config.topic_prefix),
+        None => format!("{}/+/+/attrs", config.topic_prefix),
+    };
     let poll_ingest = ingest.clone();
     let poll_client = client.clone();
     let url = config.url.clone();
@@ -124,7 +130,7 @@ pub fn start(ingest: &Arc<Ingest>, broker: &Broker, config: &MqttConfig) -> Resu
     });
     tokio::spawn(write_measures(ingest.clone(), received, config.topic_prefix.clone()));
     let (commands, pending) = mpsc::channel(COMMAND_QUEUE);
-    broker.on_change(command_listener(Arc::downgrade(ingest), commands, config.topic_prefix.clone()));
+    broker.on_local_change(command_listener(Arc::downgrade(ingest), commands, config.topic_prefix.clone()));
     tokio::spawn(publish_commands(ingest.clone(), client, pending));
     Ok(())
 }
@@ -201,7 +207,9 @@ mod tests {
 
     #[test]
     fn invalid_configurations_are_refused() {
-        let bad = |url: &str, prefix: &str| options(&MqttConfig { url: url.into(), topic_prefix: prefix.into() });
+        let bad = |url: &str, prefix: &str| {
+            options(&MqttConfig { url: url.into(), topic_prefix: prefix.into(), shared_group: None })
+        };
         assert!(bad("http://127.0.0.1:1883", "hanbat").is_err());
         assert!(bad("mqtt://127.0.0.1:1883", "a/#").is_err());
         assert!(bad("mqtt://127.0.0.1", "hanbat").is_ok());

@@ -80,6 +80,12 @@ impl Default for Config {
     }
 }
 
+/// Which subscriptions this node delivers, when several broker nodes share one store (each
+/// subscription is delivered by one node at a time). Without one, a node delivers them all.
+pub trait Ownership: Send + Sync {
+    fn delivers(&self, tenant: &str, subscription: &str) -> bool;
+}
+
 /// Counters over all subscriptions since start.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -111,11 +117,16 @@ pub(crate) struct Inner {
     stopping: AtomicBool,
     runtime: tokio::runtime::Handle,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    ownership: std::sync::OnceLock<Arc<dyn Ownership>>,
 }
 
 impl Inner {
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    fn delivers(&self, entry: &Entry) -> bool {
+        self.ownership.get().is_none_or(|o| o.delivers(&entry.tenant, &entry.id))
     }
 }
 
@@ -159,6 +170,7 @@ impl Notifier {
             stopping: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             tasks: Mutex::new(Vec::new()),
+            ownership: std::sync::OnceLock::new(),
         });
         let notifier = Arc::new(Self { inner: inner.clone() });
         notifier.load().await?;
@@ -173,31 +185,129 @@ impl Notifier {
 
     async fn load(&self) -> Result<()> {
         let docs = self.inner.store.list_docs(None, DocKind::Subscription).await?;
+        let mut statuses: std::collections::HashMap<(String, String), Value> = self
+            .inner
+            .store
+            .list_docs(None, DocKind::SubscriptionStatus)
+            .await?
+            .into_iter()
+            .map(|(tenant, id, doc)| ((tenant, id), doc))
+            .collect();
         let count = docs.len();
         for (tenant, id, doc) in docs {
-            let sub: Subscription = match serde_json::from_value(doc) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(%tenant, %id, error = %e, "a stored subscription cannot be read; skipped");
-                    continue;
-                }
-            };
-            match self.compile(sub, None).await {
-                Ok(spec) => {
-                    let entry = Arc::new(Entry::new(&tenant, spec));
-                    if self.inner.registry.insert(entry.clone()) {
-                        self.start_periodic(&entry);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%tenant, %id, error = %e.detail, "a stored subscription cannot be compiled; skipped")
-                }
-            }
+            let status = statuses.remove(&(tenant.clone(), id.clone()));
+            self.activate(&tenant, &id, doc, status).await;
         }
         if count > 0 {
             tracing::info!(subscriptions = self.inner.registry.len(), "subscriptions loaded");
         }
         Ok(())
+    }
+
+    /// Compiles a stored subscription (and its stored status) into the registry; one that
+    /// cannot be read is logged and left out.
+    async fn activate(&self, tenant: &str, id: &str, doc: Value, status: Option<Value>) {
+        let mut sub: Subscription = match serde_json::from_value(doc) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%tenant, %id, error = %e, "a stored subscription cannot be read; skipped");
+                return;
+            }
+        };
+        // Before statuses were documents of their own they were written into the subscription.
+        if let Some(status) = status.and_then(|s| serde_json::from_value(s).ok()) {
+            sub.delivery = status;
+        }
+        match self.compile(sub, None).await {
+            Ok(spec) => {
+                let entry = Arc::new(Entry::new(tenant, spec));
+                if self.inner.registry.insert(entry.clone()) {
+                    self.start_periodic(&entry);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%tenant, %id, error = %e.detail, "a stored subscription cannot be compiled; skipped")
+            }
+        }
+    }
+
+    /// Makes this node deliver only the subscriptions `ownership` gives it (several nodes on
+    /// one store). Set once, before serving.
+    pub fn set_ownership(&self, ownership: Arc<dyn Ownership>) {
+        if self.inner.ownership.set(ownership).is_err() {
+            tracing::warn!("subscription ownership was already set; the first one stays");
+        }
+    }
+
+    /// Another node wrote or deleted a subscription's document (`kind` is
+    /// [`DocKind::Subscription`] or [`DocKind::SubscriptionStatus`]): brings this node's copy
+    /// up to date. The status of a subscription this node delivers is its own, never replaced.
+    pub async fn refresh(&self, kind: DocKind, tenant: &str, id: &str) -> Result<()> {
+        let doc = self.inner.store.get_doc(tenant, kind, id).await?;
+        let existing = self.inner.registry.get(tenant, id);
+        if kind == DocKind::SubscriptionStatus {
+            if let (Some(entry), Some(doc)) = (existing, doc)
+                && !self.inner.delivers(&entry)
+                && let Ok(status) = serde_json::from_value(doc)
+            {
+                *entry.status.lock() = status;
+            }
+            return Ok(());
+        }
+        match (existing, doc) {
+            (None, None) => {}
+            (None, Some(doc)) => {
+                let status = self.inner.store.get_doc(tenant, DocKind::SubscriptionStatus, id).await?;
+                self.activate(tenant, id, doc, status).await;
+            }
+            (Some(entry), None) => {
+                let _guard = entry.persist.lock().await;
+                entry.deleted.store(true, Ordering::Release);
+                self.inner.registry.remove(tenant, id);
+            }
+            (Some(entry), Some(doc)) => {
+                let _guard = entry.persist.lock().await;
+                if entry.is_deleted() {
+                    return Ok(());
+                }
+                let sub: Subscription = serde_json::from_value(doc).map_err(|e| NgsiError::internal(e.to_string()))?;
+                let spec = self.compile(sub, None).await?;
+                self.inner.registry.update(&entry, spec);
+                self.start_periodic(&entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// This node now delivers these subscriptions, (tenant, id), in place of a node that died
+    /// or left: their status is read back, and the changes `replay` holds (committed since the
+    /// previous node last confirmed it delivered them) are matched against them.
+    pub async fn take_over(&self, subscriptions: &[(String, String)], replay: Vec<Change>) {
+        let entries: Vec<Arc<Entry>> =
+            subscriptions.iter().filter_map(|(tenant, id)| self.inner.registry.get(tenant, id)).collect();
+        for entry in &entries {
+            match self.inner.store.get_doc(&entry.tenant, DocKind::SubscriptionStatus, &entry.id).await {
+                Ok(Some(doc)) => {
+                    if let Ok(status) = serde_json::from_value(doc) {
+                        *entry.status.lock() = status;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(subscription = %entry.id, error = %e.detail, "reading a status taken over failed")
+                }
+            }
+        }
+        let now = Timestamp::now();
+        for change in replay {
+            let change = Arc::new(change);
+            for entry in entries.iter().filter(|e| e.tenant == change.tenant) {
+                if let Some(trigger) = matcher::matches(&entry.spec(), &change, &now) {
+                    self.inner.stats.matched.fetch_add(1, Ordering::Relaxed);
+                    delivery::enqueue(&self.inner, entry, Job::Change { change: change.clone(), trigger });
+                }
+            }
+        }
     }
 
     /// The change listener to register with [`hanbat_broker::Broker::on_change`]. It only hands
@@ -312,6 +422,7 @@ impl Notifier {
         entry.deleted.store(true, Ordering::Release);
         self.inner.registry.remove(tenant, id);
         self.inner.store.delete_doc(tenant, DocKind::Subscription, id).await?;
+        self.inner.store.delete_doc(tenant, DocKind::SubscriptionStatus, id).await?;
         Ok(())
     }
 
@@ -343,7 +454,7 @@ impl Notifier {
                     return;
                 }
                 let spec = entry.spec();
-                if spec.sub.state(&Timestamp::now()) != State::Active {
+                if spec.sub.state(&Timestamp::now()) != State::Active || !inner.delivers(&entry) {
                     continue;
                 }
                 match matching_entities(&inner, &entry.tenant, &spec).await {
@@ -422,7 +533,7 @@ async fn match_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Arc<Change>>) {
         for change in batch.drain(..) {
             inner.stats.changes.fetch_add(1, Ordering::Relaxed);
             inner.registry.candidates(&change, &mut candidates);
-            for entry in candidates.drain(..) {
+            for entry in candidates.drain(..).filter(|e| inner.delivers(e)) {
                 let spec = entry.spec();
                 if let Some(trigger) = matcher::matches(&spec, &change, &now) {
                     inner.stats.matched.fetch_add(1, Ordering::Relaxed);
@@ -436,7 +547,8 @@ async fn match_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Arc<Change>>) {
 }
 
 /// Writes the status of every subscription that changed since the last time, in one burst so
-/// that the store's group commit takes them together.
+/// that the store's group commit takes them together. Statuses are documents apart from the
+/// definitions: a definition updated meanwhile (by another node) is never overwritten.
 async fn flush(inner: &Inner) {
     let dirty: Vec<Arc<Entry>> =
         inner.registry.all().into_iter().filter(|e| e.dirty.swap(false, Ordering::AcqRel)).collect();
@@ -445,11 +557,8 @@ async fn flush(inner: &Inner) {
         if entry.is_deleted() {
             return;
         }
-        let doc = match serde_json::to_value(entry.snapshot()) {
-            Ok(d) => d,
-            Err(_) => return,
-        };
-        if let Err(e) = inner.store.put_doc(&entry.tenant, DocKind::Subscription, &entry.id, &doc).await {
+        let Ok(doc) = serde_json::to_value(&*entry.status.lock()) else { return };
+        if let Err(e) = inner.store.put_doc(&entry.tenant, DocKind::SubscriptionStatus, &entry.id, &doc).await {
             entry.dirty.store(true, Ordering::Release);
             tracing::warn!(subscription = %entry.id, error = %e.detail, "writing the subscription status failed");
         }

@@ -9,7 +9,10 @@
 //!   geo-queries, id patterns) is evaluated in Rust by [`hanbat_store::PageScan`] on rows
 //!   streamed in keyset-paged batches, so pages and counts are exact.
 //! - Layout: see [`schema`]. Every table carries the tenant name as a column.
+//! - Several nodes: see [`cluster`] (membership, the change feed between nodes, subscription
+//!   leases), joined with [`PgStore::join`].
 
+pub mod cluster;
 mod history;
 pub mod schema;
 pub mod testing;
@@ -23,6 +26,7 @@ use hanbat_store::{
     Store, TypeAttrCount, WriteOp,
 };
 use serde_json::Value;
+use std::sync::Arc;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{Json, ToSql};
 
@@ -54,16 +58,24 @@ impl<T, E: std::fmt::Display> OrStorage<T> for std::result::Result<T, E> {
 pub struct Options {
     /// History older than this is pruned (by the instant it was recorded).
     pub history_retention: Option<std::time::Duration>,
+    /// This node's id in a cluster of nodes on the database (default: a random one). It must
+    /// be unique among live nodes; a restarted node that keeps its id takes its subscription
+    /// leases back at once.
+    pub node: Option<String>,
 }
 
 pub struct PgStore {
     pool: Pool,
-    maintenance: tokio::task::JoinHandle<()>,
+    config: tokio_postgres::Config,
+    membership: Arc<cluster::Membership>,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.maintenance.abort();
+        for task in self.tasks.get_mut().drain(..) {
+            task.abort();
+        }
     }
 }
 
@@ -72,13 +84,56 @@ impl PgStore {
     pub async fn connect(url: &str, options: Options) -> Result<Self> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| NgsiError::bad_data(format!("PostgreSQL URL '{url}': {e}")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(POOL_SIZE).build().or_storage()?;
         let mut client = pool.get().await.or_storage()?;
         schema::migrate(&mut client).await.or_storage()?;
         drop(client);
+        let node = options.node.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()));
         let maintenance = tokio::spawn(maintain(pool.clone(), options));
-        Ok(Self { pool, maintenance })
+        Ok(Self {
+            pool,
+            config,
+            membership: Arc::new(cluster::Membership::new(node)),
+            tasks: parking_lot::Mutex::new(vec![maintenance]),
+        })
+    }
+
+    /// Joins the other nodes on this database: from now on this node logs its changes while
+    /// it has peers, follows theirs, and delivers the subscriptions it holds leases of (see
+    /// [`cluster`]). Call once, before serving requests.
+    pub async fn join(&self) -> Result<cluster::Cluster> {
+        let (cluster, tasks) = cluster::join(self.pool.clone(), self.config.clone(), self.membership.clone()).await?;
+        self.tasks.lock().extend(tasks);
+        Ok(cluster)
+    }
+
+    /// Leaves the cluster (a graceful stop): the other nodes take this node's subscriptions
+    /// over at their next tick.
+    pub async fn leave(&self) -> Result<()> {
+        self.stop();
+        cluster::leave(&self.pool, self.membership.node()).await
+    }
+
+    /// Stops this node's background tasks (maintenance, heartbeat, change feed) without telling
+    /// the other nodes: they take its subscriptions over when its leases lapse.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Records the changes of a write transaction for the other nodes, if there are any.
+    async fn log_changes<'a>(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        changes: impl Iterator<Item = &'a Change>,
+    ) -> Result<()> {
+        if !self.membership.logging() {
+            return Ok(());
+        }
+        cluster::log_changes(tx, self.membership.node(), &changes.collect::<Vec<_>>()).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -173,6 +228,7 @@ impl Store for PgStore {
         let mut counts = write::CountDeltas::default();
         let results = write::apply_ops(&tx, tenant, ops, &Timestamp::now(), &mut counts).await?;
         counts.flush(&tx).await?;
+        self.log_changes(&tx, results.iter().filter_map(|r| r.as_ref().ok()?.change.as_ref())).await?;
         tx.commit().await.or_storage()?;
         Ok(results)
     }
@@ -212,6 +268,7 @@ impl Store for PgStore {
             }
         }
         counts.flush(&tx).await?;
+        self.log_changes(&tx, changes.iter()).await?;
         tx.commit().await.or_storage()?;
         Ok(changes)
     }
@@ -318,16 +375,31 @@ impl Store for PgStore {
 
     async fn put_doc(&self, tenant: &str, kind: DocKind, id: &str, doc: &Value) -> Result<()> {
         let client = self.client().await?;
-        // One statement: the tenant is recorded with its first document, atomically.
-        client
-            .execute(
-                "WITH t AS (INSERT INTO tenants(name) VALUES ($1) ON CONFLICT DO NOTHING)
-                 INSERT INTO docs(tenant, kind, id, body) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant, kind, id) DO UPDATE SET body = excluded.body",
-                &[&tenant, &kind.as_str(), &id, &Json(doc)],
+        let node = self.membership.node();
+        let notice = cluster::doc_notice(node, kind, tenant, id);
+        // One statement: the tenant is recorded with its first document, a new subscription's
+        // lease goes to this node, and the other nodes hear of the change, all atomically.
+        let row = client
+            .query_one(
+                "WITH t AS (INSERT INTO tenants(name) VALUES ($1) ON CONFLICT DO NOTHING),
+                 d AS (
+                     INSERT INTO docs(tenant, kind, id, body) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant, kind, id) DO UPDATE SET body = excluded.body RETURNING 1
+                 ),
+                 lease AS (
+                     INSERT INTO subscription_leases(tenant, id, node, expires, renewed)
+                     SELECT $1, $3, $6, now() + $7 * interval '1 second', now() WHERE $2 = 'subscription'
+                     ON CONFLICT DO NOTHING RETURNING 1
+                 ),
+                 notice AS (SELECT pg_notify('hanbat_docs', $5) FROM d WHERE $5::text IS NOT NULL)
+                 SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM notice)",
+                &[&tenant, &kind.as_str(), &id, &Json(doc), &notice, &node, &cluster::LEASE.as_secs_f64()],
             )
             .await
             .or_storage()?;
+        if row.get::<_, i64>(0) > 0 {
+            self.membership.hold(tenant, id);
+        }
         Ok(())
     }
 
@@ -358,14 +430,21 @@ impl Store for PgStore {
 
     async fn delete_doc(&self, tenant: &str, kind: DocKind, id: &str) -> Result<bool> {
         let client = self.client().await?;
-        let n = client
-            .execute(
-                "WITH t AS (INSERT INTO tenants(name) VALUES ($1) ON CONFLICT DO NOTHING)
-                 DELETE FROM docs WHERE tenant = $1 AND kind = $2 AND id = $3",
-                &[&tenant, &kind.as_str(), &id],
+        let notice = cluster::doc_notice(self.membership.node(), kind, tenant, id);
+        let row = client
+            .query_one(
+                "WITH t AS (INSERT INTO tenants(name) VALUES ($1) ON CONFLICT DO NOTHING),
+                 d AS (DELETE FROM docs WHERE tenant = $1 AND kind = $2 AND id = $3 RETURNING 1),
+                 lease AS (DELETE FROM subscription_leases WHERE $2 = 'subscription' AND tenant = $1 AND id = $3),
+                 notice AS (SELECT pg_notify('hanbat_docs', $4) FROM d WHERE $4::text IS NOT NULL)
+                 SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM notice)",
+                &[&tenant, &kind.as_str(), &id, &notice],
             )
             .await
             .or_storage()?;
-        Ok(n > 0)
+        if kind == DocKind::Subscription {
+            self.membership.release(tenant, id);
+        }
+        Ok(row.get::<_, i64>(0) > 0)
     }
 }

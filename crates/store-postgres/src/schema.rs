@@ -87,6 +87,39 @@ const MIGRATIONS: &[&str] = &[
         RAISE NOTICE 'partition % not created: %', name, SQLERRM;
     END $$;
     "#,
+    // 3: several nodes (see `cluster`). `nodes`: membership by heartbeat. `change_log`: the
+    // changes a node committed while it had peers, one row per write transaction, for the
+    // other nodes to publish; `xid` is the writing transaction (a reader takes only rows of
+    // transactions older than its snapshot's xmin, so a row committed late is never skipped).
+    // `subscription_leases`: which node delivers each subscription, until when.
+    r#"
+    CREATE TABLE nodes(
+        id text COLLATE "C" PRIMARY KEY,
+        started timestamptz NOT NULL DEFAULT now(),
+        heartbeat timestamptz NOT NULL
+    );
+    CREATE TABLE change_log(
+        xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+        seq bigserial NOT NULL,
+        written timestamptz NOT NULL DEFAULT now(),
+        node text COLLATE "C" NOT NULL,
+        changes bytea NOT NULL,
+        PRIMARY KEY(xid, seq)
+    );
+    CREATE INDEX change_log_by_time ON change_log(written);
+    CREATE TABLE subscription_leases(
+        tenant text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        node text COLLATE "C" NOT NULL DEFAULT '',
+        expires timestamptz NOT NULL DEFAULT '-infinity',
+        -- When the holder last renewed: a node taking the lease over replays the changes
+        -- logged since then.
+        renewed timestamptz NOT NULL DEFAULT '-infinity',
+        PRIMARY KEY(tenant, id)
+    );
+    CREATE INDEX subscription_leases_by_node ON subscription_leases(node);
+    INSERT INTO subscription_leases(tenant, id) SELECT tenant, id FROM docs WHERE kind = 'subscription';
+    "#,
 ];
 
 /// Applies the missing migrations and makes sure the partitions of this month and the next

@@ -6,16 +6,17 @@
 //! into the write path.
 
 use hanbat_model::{Entity, Timestamp};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeKind {
     Created,
     Updated,
     Deleted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttrChangeKind {
     Created,
     Updated,
@@ -23,7 +24,7 @@ pub enum AttrChangeKind {
 }
 
 /// One attribute instance that the write created, updated or deleted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrChange {
     /// Expanded attribute name.
     pub name: String,
@@ -31,7 +32,9 @@ pub struct AttrChange {
     pub kind: AttrChangeKind,
 }
 
-#[derive(Debug, Clone)]
+/// Serialisable so that a node can hand its changes to the other nodes of a cluster (the
+/// PostgreSQL store's change log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Change {
     pub tenant: String,
     pub id: String,

@@ -174,6 +174,10 @@ pub struct TypeAttrCount {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DocKind {
     Subscription,
+    /// A subscription's delivery status (`timesSent`, `lastNotification`…), apart from its
+    /// definition: the node delivering it writes the status while any node may update the
+    /// definition, and neither write may overwrite the other.
+    SubscriptionStatus,
     Registration,
     RegistrationSubscription,
     HostedContext,
@@ -184,9 +188,26 @@ pub enum DocKind {
 }
 
 impl DocKind {
+    pub const ALL: [DocKind; 9] = [
+        Self::Subscription,
+        Self::SubscriptionStatus,
+        Self::Registration,
+        Self::RegistrationSubscription,
+        Self::HostedContext,
+        Self::EntityMap,
+        Self::Snapshot,
+        Self::IotService,
+        Self::IotDevice,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subscription => "subscription",
+            Self::SubscriptionStatus => "subscription-status",
             Self::Registration => "registration",
             Self::RegistrationSubscription => "csr-subscription",
             Self::HostedContext => "context",

@@ -23,12 +23,16 @@ pub struct TestBroker {
     data: Arc<tempfile::TempDir>,
     /// The test's own PostgreSQL database, when the broker runs on PostgreSQL.
     database: Option<Arc<hanbat_store_postgres::testing::TestDatabase>>,
+    postgres: Option<Arc<hanbat_store_postgres::PgStore>>,
     args: ServeArgs,
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(pg) = &self.postgres {
+            pg.stop();
+        }
     }
 }
 
@@ -75,6 +79,7 @@ impl TestBroker {
             server: running.server,
             data,
             database,
+            postgres: running.postgres,
             args,
         }
     }
@@ -84,6 +89,9 @@ impl TestBroker {
     pub async fn restart(&self) -> Self {
         self.server.abort();
         self.notifier.shutdown().await;
+        if let Some(pg) = &self.postgres {
+            pg.leave().await.expect("the stopped node leaves the cluster");
+        }
         Self::start_on(self.data.clone(), self.database.clone(), self.args.clone()).await
     }
 
@@ -132,6 +140,66 @@ impl TestBroker {
         let body = r.text().await.expect("body");
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).expect("JSON body")
+    }
+}
+
+/// `hanbat serve` as a process of its own (to kill it with SIGKILL), stopped when dropped.
+pub struct ProcessBroker {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>/ngsi-ld/v1`
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for ProcessBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+impl ProcessBroker {
+    /// Starts `hanbat serve` with `args` (`--data <dir>` or `--store <url>`, …) on `port`;
+    /// returns once it answers.
+    pub async fn start(args: &[String], port: u16) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hanbat"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", std::env::var("HANBAT_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("hanbat starts");
+        // Owned by the guard from here on: a failed start still reaps the process.
+        let broker = Self { child, base: format!("http://127.0.0.1:{port}/ngsi-ld/v1"), http: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if broker.http.get(format!("{}/types", broker.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return broker;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("broker did not start");
+    }
+
+    /// Sends `body` as `application/json`.
+    pub async fn send(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.expect("request sent")
     }
 }
 
