@@ -174,3 +174,75 @@ async fn a_killed_node_s_subscriptions_resume_on_another_within_ten_seconds_losi
     assert!(status["notification"]["timesSent"].as_u64().unwrap() >= 1, "{status}");
     assert_eq!(status["notification"]["status"], "ok", "{status}");
 }
+
+/// Measures published over MQTT are written once (the nodes share one subscription), and a
+/// device provisioned through one node is known to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn measures_are_shared_between_the_nodes_not_written_twice() {
+    let Some(db) = TestDatabase::create().await else { return };
+    assert!(
+        tokio::net::TcpStream::connect("127.0.0.1:1883").await.is_ok(),
+        "this test needs Mosquitto on 127.0.0.1:1883: mosquitto -d -c /etc/mosquitto/mosquitto.conf"
+    );
+    let prefix = format!("test/cluster-{}", std::process::id());
+    let start = |id: &'static str| {
+        let args = ["--store", &db.url, "--mqtt-topic-prefix", &prefix, "--node-id", id].map(String::from);
+        async move { ProcessBroker::start(&args, free_port()).await }
+    };
+    let (a, b) = (start("node-a").await, start("node-b").await);
+    for node in [&a, &b] {
+        eventually_iot(node, "/about", |about| about["stats"]["connected"] == true).await;
+    }
+    let iot = |node: &ProcessBroker, body: Value| {
+        let request = node.http.post(format!("{}/iot/devices", node.base.trim_end_matches("/ngsi-ld/v1")));
+        request.header("Content-Type", "application/json").body(body.to_string()).send()
+    };
+    let device = json!({"device_id": "m1", "apikey": "cluster-key", "entity_type": "Meter"});
+    assert_eq!(iot(&a, device).await.unwrap().status(), 201);
+    eventually_iot(&b, "/devices/m1", |d| d["device_id"] == "m1").await;
+
+    let (client, mut events) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new(format!("cluster-dev-{}", std::process::id()), "127.0.0.1", 1883),
+        64,
+    );
+    let poll = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let measures = 20;
+    for n in 0..measures {
+        let topic = format!("{prefix}/cluster-key/m1/attrs");
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, json!({"n": n}).to_string()).await.unwrap();
+    }
+    let stored = |about: &Value| about["stats"]["stored"].as_u64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let total = loop {
+        let (sa, sb) = (iot_json(&a, "/about").await, iot_json(&b, "/about").await);
+        let total = stored(&sa) + stored(&sb);
+        if total >= measures || Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    poll.abort();
+    assert_eq!(total, measures, "measures stored by the two nodes together");
+    let history = a.get("/temporal/entities/urn:ngsi-ld:Meter:m1?attrs=n&lastN=100&options=temporalValues").await;
+    let history: Value = history.json().await.unwrap();
+    assert_eq!(history["n"]["values"].as_array().map_or(0, Vec::len), measures as usize, "{history}");
+}
+
+async fn iot_json(node: &ProcessBroker, path: &str) -> Value {
+    let url = format!("{}/iot{path}", node.base.trim_end_matches("/ngsi-ld/v1"));
+    let r = node.http.get(url).send().await.unwrap();
+    if r.status() == 200 { r.json().await.unwrap() } else { Value::Null }
+}
+
+/// Waits until `check` holds on an `/iot` resource, for at most 10 s.
+async fn eventually_iot(node: &ProcessBroker, path: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = iot_json(node, path).await;
+        if check(&body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/iot{path} never satisfied the check: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
