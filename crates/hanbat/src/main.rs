@@ -8,6 +8,17 @@ use hanbat::serve;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its large regions
+/// (madvise), and each fresh or reused region then costs the kernel zeroing 2 MB at the first
+/// touch: 36% of the broker's CPU in PostgreSQL batch upserts (perf); without them the broker
+/// spends 93 instead of 133 µs per upserted entity (the `MIMALLOC_ALLOW_THP=0` run).
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("transparent huge pages stay on: {e}");
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "hanbat", version, about = "Hanbat (한밭): NGSI-LD smart-city data platform for Daejeon")]
 struct Cli {
@@ -34,6 +45,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -158,26 +158,11 @@ pub(crate) fn doc_notice(node: &str, kind: DocKind, tenant: &str, id: &str) -> O
     serde_json::to_string(&notice).ok().filter(|p| p.len() <= MAX_PAYLOAD)
 }
 
-/// Records the changes of a write transaction for the other nodes (see the module docs).
-pub(crate) async fn log_changes(
-    tx: &deadpool_postgres::Transaction<'_>,
-    node: &str,
-    changes: &[&Change],
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let payload = serde_json::to_vec(changes).map_err(storage)?;
-    let stmt = tx
-        .prepare_cached(
-            "WITH logged AS (INSERT INTO change_log(node, changes) VALUES ($1, $2) RETURNING 1)
-             SELECT pg_notify('hanbat_changes', $1) FROM logged",
-        )
-        .await
-        .or_storage()?;
-    tx.query(&stmt, &[&node, &payload]).await.or_storage()?;
-    Ok(())
-}
+/// Records the changes of a write transaction for the other nodes (see the module docs):
+/// `$1` this node's id, `$2` the changes (serde JSON).
+pub(crate) const LOG_CHANGES: &str =
+    "WITH logged AS (INSERT INTO change_log(node, changes) VALUES ($1, $2) RETURNING 1)
+     SELECT pg_notify('hanbat_changes', $1) FROM logged";
 
 /// Leases taken over in one tick and where their replay starts (µs since the epoch; `None`:
 /// the whole log).

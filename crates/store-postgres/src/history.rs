@@ -14,43 +14,104 @@ use hanbat_temporal::{Origin, Sample, TimeProperty};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
-/// Records a committed change: the temporal entity row and the instances the change wrote.
-pub(crate) async fn record_change(tx: &Transaction<'_>, tenant: &str, change: &Change) -> Result<()> {
-    let at = change.at.micros();
-    let deleted = (change.kind == ChangeKind::Deleted).then_some(at);
-    let e = &change.entity;
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO t_entities(tenant, id, types, scopes, created, modified, deleted)
-             VALUES ($1, $2, $3, $4, $5, $5, $6)
-             ON CONFLICT (tenant, id) DO UPDATE
-             SET types = excluded.types, scopes = excluded.scopes, modified = excluded.modified, deleted = excluded.deleted
-             RETURNING tid",
-        )
-        .await
-        .or_storage()?;
-    let tid: i64 =
-        tx.query_one(&stmt, &[&tenant, &e.id, &e.types, &e.scopes, &at, &deleted]).await.or_storage()?.get(0);
-    let items = recorded_instances(change);
-    if items.is_empty() {
-        return Ok(());
+/// Records committed changes: one temporal entity row per entity (created by its first
+/// change, described by its last) and the instances the changes wrote, in commit order.
+pub(crate) const RECORD: &str = "WITH t AS (
+         INSERT INTO t_entities(tenant, id, types, scopes, created, modified, deleted)
+         SELECT $1, u.id, string_to_array(u.types, chr(31)), string_to_array(u.scopes, chr(31)),
+                u.created, u.modified, u.deleted
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
+              AS u(id, types, scopes, created, modified, deleted)
+         ON CONFLICT (tenant, id) DO UPDATE
+         SET types = excluded.types, scopes = excluded.scopes, modified = excluded.modified,
+             deleted = excluded.deleted
+         RETURNING id, tid
+     )
+     INSERT INTO t_instances(tid, attr, dataset, recorded, observed, data)
+     SELECT t.tid, i.attr, i.dataset, i.recorded, i.observed, i.data
+     FROM unnest($8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bytea[])
+          WITH ORDINALITY AS i(id, attr, dataset, recorded, observed, data, n)
+     JOIN t ON t.id = i.id
+     ORDER BY i.n";
+
+/// The parameters of [`RECORD`].
+pub(crate) struct HistoryRows<'a> {
+    ids: Vec<&'a str>,
+    types: Vec<String>,
+    scopes: Vec<String>,
+    created: Vec<i64>,
+    modified: Vec<i64>,
+    deleted: Vec<Option<i64>>,
+    instance_ids: Vec<&'a str>,
+    attrs: Vec<String>,
+    datasets: Vec<String>,
+    recorded: Vec<i64>,
+    observed: Vec<Option<i64>>,
+    data: Vec<Vec<u8>>,
+}
+
+impl<'a> HistoryRows<'a> {
+    pub(crate) fn of(changes: &[&'a Change]) -> Self {
+        let mut entities: Vec<(&Change, &Change)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for c in changes {
+            match index.get(c.id.as_str()) {
+                Some(&i) => entities[i].1 = c,
+                None => {
+                    index.insert(&c.id, entities.len());
+                    entities.push((c, c));
+                }
+            }
+        }
+        let mut rows = HistoryRows {
+            ids: entities.iter().map(|(_, last)| last.id.as_str()).collect(),
+            types: entities.iter().map(|(_, last)| crate::write::joined(&last.entity.types)).collect(),
+            scopes: entities.iter().map(|(_, last)| crate::write::joined(&last.entity.scopes)).collect(),
+            created: entities.iter().map(|(first, _)| first.at.micros()).collect(),
+            modified: entities.iter().map(|(_, last)| last.at.micros()).collect(),
+            deleted: entities
+                .iter()
+                .map(|(_, last)| (last.kind == ChangeKind::Deleted).then(|| last.at.micros()))
+                .collect(),
+            instance_ids: Vec::new(),
+            attrs: Vec::new(),
+            datasets: Vec::new(),
+            recorded: Vec::new(),
+            observed: Vec::new(),
+            data: Vec::new(),
+        };
+        for c in changes {
+            for item in recorded_instances(c) {
+                rows.instance_ids.push(c.id.as_str());
+                rows.recorded.push(item.sample.recorded);
+                rows.observed.push(item.sample.observed);
+                rows.data.push(codec::encode(std::slice::from_ref(&item.sample), item.unit.as_deref()));
+                rows.attrs.push(item.name);
+                rows.datasets.push(item.dataset);
+            }
+        }
+        rows
     }
-    let attrs: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
-    let datasets: Vec<&str> = items.iter().map(|i| i.dataset.as_str()).collect();
-    let recorded: Vec<i64> = items.iter().map(|i| i.sample.recorded).collect();
-    let observed: Vec<Option<i64>> = items.iter().map(|i| i.sample.observed).collect();
-    let data: Vec<Vec<u8>> =
-        items.iter().map(|i| codec::encode(std::slice::from_ref(&i.sample), i.unit.as_deref())).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO t_instances(tid, attr, dataset, recorded, observed, data)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[])",
-        )
-        .await
-        .or_storage()?;
-    tx.execute(&stmt, &[&tid, &attrs, &datasets, &recorded, &observed, &data]).await.or_storage()?;
-    Ok(())
+
+    pub(crate) fn params<'p>(&'p self, tenant: &'p &str) -> [&'p (dyn ToSql + Sync); 13] {
+        [
+            tenant,
+            &self.ids,
+            &self.types,
+            &self.scopes,
+            &self.created,
+            &self.modified,
+            &self.deleted,
+            &self.instance_ids,
+            &self.attrs,
+            &self.datasets,
+            &self.recorded,
+            &self.observed,
+            &self.data,
+        ]
+    }
 }
 
 /// The sample of a row, with its origin (`inst`, 0) and unit code.

@@ -124,16 +124,9 @@ impl PgStore {
         }
     }
 
-    /// Records the changes of a write transaction for the other nodes, if there are any.
-    async fn log_changes<'a>(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        changes: impl Iterator<Item = &'a Change>,
-    ) -> Result<()> {
-        if !self.membership.logging() {
-            return Ok(());
-        }
-        cluster::log_changes(tx, self.membership.node(), &changes.collect::<Vec<_>>()).await
+    /// This node's id when its changes are to be logged for the other nodes (it has peers).
+    fn log_as(&self) -> Option<&str> {
+        self.membership.logging().then(|| self.membership.node())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -162,10 +155,11 @@ async fn maintain(pool: Pool, options: Options) {
     }
 }
 
+/// An entity from its `doc` column: its serde JSON, as bytes (see migration 5).
 fn decode(row: &tokio_postgres::Row, column: &str) -> Result<Entity> {
-    row.try_get::<_, Json<Entity>>(column)
-        .map(|j| j.0)
-        .map_err(|e| NgsiError::internal(format!("stored entity is unreadable: {e}")))
+    let unreadable = |e: &dyn std::fmt::Display| NgsiError::internal(format!("stored entity is unreadable: {e}"));
+    let bytes: &[u8] = row.try_get(column).map_err(|e| unreadable(&e))?;
+    serde_json::from_slice(bytes).map_err(|e| unreadable(&e))
 }
 
 /// Where a keyset-paged scan resumes: rows come in batches ordered by `rid` (creation order)
@@ -225,10 +219,7 @@ impl Store for PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.or_storage()?;
-        let mut counts = write::CountDeltas::default();
-        let results = write::apply_ops(&tx, tenant, ops, &Timestamp::now(), &mut counts).await?;
-        counts.flush(&tx).await?;
-        self.log_changes(&tx, results.iter().filter_map(|r| r.as_ref().ok()?.change.as_ref())).await?;
+        let results = write::apply_ops(&tx, tenant, ops, &Timestamp::now(), self.log_as()).await?;
         tx.commit().await.or_storage()?;
         Ok(results)
     }
@@ -257,18 +248,19 @@ impl Store for PgStore {
         let tenants: Vec<&str> = due.iter().map(|(t, _)| t.as_str()).collect();
         let ids: Vec<&str> = due.iter().map(|(_, i)| i.as_str()).collect();
         write::lock_entities(&tx, &tenants, &ids).await?;
-        let mut counts = write::CountDeltas::default();
-        let mut changes = Vec::new();
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<WriteOp>> = Default::default();
         for (tenant, id) in due {
-            // Another node may have expired it meanwhile: the op then changes nothing.
-            for applied in write::apply_ops(&tx, &tenant, vec![WriteOp::Expire { id }], now, &mut counts).await? {
+            by_tenant.entry(tenant).or_default().push(WriteOp::Expire { id });
+        }
+        let mut changes = Vec::new();
+        for (tenant, ops) in by_tenant {
+            // Another node may have expired one meanwhile: its op then changes nothing.
+            for applied in write::apply_ops(&tx, &tenant, ops, now, self.log_as()).await? {
                 if let Ok(Applied { change: Some(change), .. }) = applied {
                     changes.push(change);
                 }
             }
         }
-        counts.flush(&tx).await?;
-        self.log_changes(&tx, changes.iter()).await?;
         tx.commit().await.or_storage()?;
         Ok(changes)
     }
@@ -346,7 +338,8 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT type, attr, kind, n FROM type_attr_counts WHERE tenant = $1 ORDER BY type, attr, kind",
+                "SELECT type, attr, kind, sum(n)::bigint FROM type_attr_counts WHERE tenant = $1
+                 GROUP BY type, attr, kind HAVING sum(n) > 0 ORDER BY type, attr, kind",
                 &[&tenant],
             )
             .await

@@ -15,7 +15,8 @@ const MIGRATIONS: &[&str] = &[
     // 1: entities, discovery counters, documents, tenants.
     r#"
     CREATE TABLE tenants(name text COLLATE "C" PRIMARY KEY);
-    -- `rid` orders query pages (creation order); `doc` is the entity's serde form.
+    -- `rid` orders query pages (creation order); `doc` is the entity's serde form
+    -- (bytea from migration 5).
     CREATE TABLE entities(
         tenant text COLLATE "C" NOT NULL,
         id text COLLATE "C" NOT NULL,
@@ -119,6 +120,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX subscription_leases_by_node ON subscription_leases(node);
     INSERT INTO subscription_leases(tenant, id) SELECT tenant, id FROM docs WHERE kind = 'subscription';
+    "#,
+    // 4: discovery counters in slots. One row per (type, attribute, kind) made every writer of
+    // a type wait for the previous one's commit (a create rate of one per fsync); each
+    // connection now adds to the slot of its backend, and readers sum the slots.
+    r#"
+    ALTER TABLE type_attr_counts ADD COLUMN slot smallint NOT NULL DEFAULT 0;
+    ALTER TABLE type_attr_counts DROP CONSTRAINT type_attr_counts_pkey;
+    ALTER TABLE type_attr_counts ADD PRIMARY KEY (tenant, type, attr, kind, slot);
+    "#,
+    // 5: an entity's `doc` is its serde JSON as bytes. No SQL reads inside it (queries are
+    // evaluated in Rust), and jsonb cost the server a parse on every write and a print on every
+    // read, and reordered the attributes (jsonb sorts keys).
+    r#"
+    ALTER TABLE entities ALTER COLUMN doc TYPE bytea USING convert_to(doc::text, 'UTF8');
     "#,
 ];
 
