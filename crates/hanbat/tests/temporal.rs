@@ -599,7 +599,53 @@ async fn parameter_errors(b: &TestBroker) {
     assert_problem(r, 404, "ResourceNotFound").await;
 }
 
+/// A scope given over time (§4.18: valid from when it was set until it is replaced) selects,
+/// under a scopeQ, the entities whose matching scope held in the window, with only the
+/// instances observed while it held; the entity's scope is the latest one.
+async fn scope_over_time(b: &TestBroker) {
+    let scope = |value: Value, minute: i64| json!({"type": "Property", "value": value, "observedAt": at(minute)});
+    let speed = |value: i64, minute: i64| json!({"type": "Property", "value": value, "observedAt": at(minute)});
+    let sensors = [
+        // /R from 0, replaced by /S at 90; readings at 75 and 105.
+        ("urn:ngsi-ld:Sensor:rep", json!([scope(json!("/R"), 0), scope(json!("/S"), 90)]), [(1, 75), (2, 105)]),
+        // /M set at 70 only; readings at 65 and 75.
+        ("urn:ngsi-ld:Sensor:mid", json!([scope(json!(["/M", "/Q"]), 70)]), [(3, 65), (4, 75)]),
+        // /Z set only after the window.
+        ("urn:ngsi-ld:Sensor:late", json!([scope(json!("/Z"), 200)]), [(5, 65), (6, 75)]),
+    ];
+    for (id, scopes, readings) in &sensors {
+        let speeds: Vec<Value> = readings.iter().map(|(v, m)| speed(*v, *m)).collect();
+        let body = json!({"id": id, "type": "Sensor", "scope": scopes, "speed": speeds});
+        status(b.post("/temporal/entities", &body).await, 201).await;
+    }
+    // The entity's scope is the latest instance's.
+    assert_eq!(b.get_json("/entities/urn:ngsi-ld:Sensor:rep").await["scope"], "/S");
+    assert_eq!(b.get_json("/entities/urn:ngsi-ld:Sensor:mid").await["scope"], json!(["/M", "/Q"]));
+    let window = format!("timerel=between&timeAt={}&endTimeAt={}", at(60), at(120));
+    let query = |scope_q: &str| {
+        let path = format!("/temporal/entities?type=Sensor&scopeQ={scope_q}&{window}");
+        async move { b.get_json(&path).await.as_array().unwrap().clone() }
+    };
+    let speeds_of = |entities: &[Value]| -> Vec<(String, Vec<Value>)> {
+        let mut out: Vec<_> =
+            entities.iter().map(|e| (e["id"].as_str().unwrap().to_string(), values(e, "speed"))).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    assert_eq!(speeds_of(&query("/R").await), vec![("urn:ngsi-ld:Sensor:rep".to_string(), vec![json!(1)])]);
+    assert_eq!(speeds_of(&query("/S").await), vec![("urn:ngsi-ld:Sensor:rep".to_string(), vec![json!(2)])]);
+    assert_eq!(speeds_of(&query("/M").await), vec![("urn:ngsi-ld:Sensor:mid".to_string(), vec![json!(4)])]);
+    assert_eq!(speeds_of(&query("(/M;/Q)").await).len(), 1);
+    assert!(query("/Z").await.is_empty(), "a scope set after the window never held in it");
+    let any: BTreeSet<String> = query("/%23").await.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(any, BTreeSet::from(["urn:ngsi-ld:Sensor:mid".to_string(), "urn:ngsi-ld:Sensor:rep".to_string()]));
+    // A scope instance must hold scopes.
+    let bad = json!({"id": "urn:ngsi-ld:Sensor:bad", "type": "Sensor", "scope": [scope(json!("no-slash"), 0)]});
+    assert_problem(b.post("/temporal/entities", &bad).await, 400, "BadRequestData").await;
+}
+
 store_tests!(
+    scope_over_time,
     writes_of_every_kind_are_recorded,
     batch_operations_are_recorded,
     every_endpoint,

@@ -125,6 +125,11 @@ pub fn entity(object: Map<String, Value>, ctx: &Context, mode: Mode) -> Result<E
                 has_type = true;
             }
             "scope" if is_ngsi_null(&value) && mode.deletes() => entity.scopes = vec![NGSI_LD_NULL.to_string()],
+            "scope" if mode == Mode::Temporal && is_scope_history(&value) => {
+                let instances = scope_history(value, ctx)?;
+                entity.scopes = latest_scopes(&instances);
+                entity.attrs.insert(crate::jsonld::SCOPE_IRI.to_string(), instances);
+            }
             "scope" => entity.scopes = scopes(&value)?,
             "createdAt" | "modifiedAt" | "deletedAt" => {} // system attributes: set by the broker, never by input
             "expiresAt" => entity.expires_at = Some(datetime("expiresAt", &value)?),
@@ -660,6 +665,35 @@ pub fn types(value: &Value, ctx: &Context) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// A temporal representation's `scope` given as Property instances over time (§4.18: a scope
+/// holds from the time it was set until it is replaced), not as the scope itself.
+fn is_scope_history(value: &Value) -> bool {
+    matches!(value, Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object))
+}
+
+/// The instances of a scope history, each value normalised to the array of its scopes.
+fn scope_history(value: Value, ctx: &Context) -> Result<Vec<Attribute>> {
+    let mut instances = attribute("scope", value, ctx, Mode::Temporal)?;
+    for inst in &mut instances {
+        let AttrValue::Property(v) = &inst.value else {
+            return Err(NgsiError::bad_data("a scope instance is a Property whose value is scopes"));
+        };
+        inst.value = AttrValue::Property(Value::Array(scopes(v)?.into_iter().map(Value::String).collect()));
+    }
+    Ok(instances)
+}
+
+/// The scopes of the latest instance (by `observedAt`; the last given when none has one).
+fn latest_scopes(instances: &[Attribute]) -> Vec<String> {
+    let latest = instances.iter().enumerate().max_by_key(|(i, a)| (a.observed_at.as_ref().map(Timestamp::micros), *i));
+    match latest.map(|(_, a)| &a.value) {
+        Some(AttrValue::Property(Value::Array(items))) => {
+            items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Parses `scope`: one scope or an array of scopes (`/Daejeon/Yuseong`).

@@ -313,6 +313,34 @@ fn windowed_entity(base: &Entity, windowed: &IndexMap<Arc<str>, Vec<Timed>>) -> 
     e
 }
 
+/// When each of the entity's scopes held (§4.18): a scope instance from its time until the next
+/// one's, the last until now and on; (from, until, scopes), in time order. An entity without
+/// scope history holds its current scopes throughout.
+fn scope_validity(entity: &Entity, series: &Series, property: TimeProperty) -> Vec<(i64, i64, Vec<String>)> {
+    let mut changes: Vec<(i64, Vec<String>)> = series
+        .iter()
+        .filter(|((iri, _), _)| &**iri == SCOPE_IRI)
+        .flat_map(|(_, samples)| samples.iter())
+        .map(|(s, unit)| {
+            let t = time_of(s, property).unwrap_or(s.recorded);
+            let scopes = match instance_of(s, unit.as_deref(), "").value {
+                AttrValue::Property(Value::Array(items)) => {
+                    items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+                }
+                AttrValue::Property(Value::String(one)) => vec![one],
+                _ => Vec::new(),
+            };
+            (t, scopes)
+        })
+        .collect();
+    if changes.is_empty() {
+        return vec![(i64::MIN, i64::MAX, entity.scopes.clone())];
+    }
+    changes.sort_by_key(|(t, _)| *t);
+    let untils: Vec<i64> = changes.iter().skip(1).map(|(t, _)| *t).chain([i64::MAX]).collect();
+    changes.into_iter().zip(untils).map(|((from, scopes), until)| (from, until, scopes)).collect()
+}
+
 /// A temporal query as a store runs it: the store streams temporal entities (in `tid` or id
 /// order) through [`Self::selects`] and, for those, loads their samples into [`Self::offer`]
 /// until it says the page is complete; [`Self::finish`] gives the page.
@@ -320,6 +348,9 @@ pub struct HistoryScan<'q> {
     q: &'q HistoryQuery,
     /// The selector part of the query, decided on the entity row alone.
     light: EntityQuery,
+    /// With a scopeQ: the rest of the selection (q, geo-query), the scope being decided over
+    /// time by [`scope_validity`].
+    unscoped: Option<EntityQuery>,
     /// q, scope, geo and `attrs` as a filter need the windowed instances.
     needs_instances: bool,
     page: Vec<TemporalEntity>,
@@ -335,6 +366,7 @@ impl<'q> HistoryScan<'q> {
         Self {
             q,
             light: EntityQuery { entities: s.entities.clone(), ..Default::default() },
+            unscoped: s.scope.as_ref().map(|_| EntityQuery { scope: None, ..s.clone() }),
             needs_instances: s.q.is_some() || s.geo.is_some() || s.scope.is_some() || !s.with_any_attr.is_empty(),
             page: Vec::new(),
             matched: 0,
@@ -353,8 +385,12 @@ impl<'q> HistoryScan<'q> {
         if self.needs_instances { &[] } else { &self.q.attrs }
     }
 
-    /// The query's time window on its time property, to prune storage with.
+    /// The query's time window on its time property, to prune storage with. A scopeQ needs
+    /// the scope's whole history: the scope valid in the window may have been set before it.
     pub fn window(&self) -> Option<(i64, i64)> {
+        if self.unscoped.is_some() {
+            return None;
+        }
         self.q.time.rel.map(|r| r.bounds())
     }
 
@@ -362,8 +398,31 @@ impl<'q> HistoryScan<'q> {
     /// complete and nothing more needs reading.
     pub fn offer(&mut self, entity: Entity, series: Series) -> bool {
         let q = self.q;
+        let valid = match &q.select.scope {
+            Some(scope_q) => {
+                let periods = scope_validity(&entity, &series, q.time.property);
+                let (start, end) = q.time.rel.map(|r| r.bounds()).unwrap_or((i64::MIN, i64::MAX));
+                let matching: Vec<(i64, i64)> = periods
+                    .into_iter()
+                    .filter(|(from, until, scopes)| *from <= end && *until > start && scope_q.matches(scopes))
+                    .map(|(from, until, _)| (from, until))
+                    .collect();
+                if matching.is_empty() {
+                    return true;
+                }
+                Some(matching)
+            }
+            None => None,
+        };
         let mut instances = windowed(series, q);
-        if self.needs_instances && !q.select.matches(&windowed_entity(&entity, &instances)) {
+        if let Some(periods) = &valid {
+            // Only what was observed while a matching scope held (§4.18, annex C.5.16).
+            for samples in instances.values_mut() {
+                samples.retain(|(t, ..)| periods.iter().any(|(from, until)| from <= t && t < until));
+            }
+        }
+        let select = self.unscoped.as_ref().unwrap_or(&q.select);
+        if self.needs_instances && !select.matches(&windowed_entity(&entity, &instances)) {
             return true;
         }
         if !q.attrs.is_empty() {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The expanded name under which `scope` is addressed as an attribute (`DELETE …/attrs/scope`).
-pub const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
+pub use hanbat_model::jsonld::SCOPE_IRI;
 
 /// One write, as the API layer hands it to the store. Names are expanded.
 #[derive(Debug, Clone)]
@@ -630,7 +630,10 @@ fn latest_instances(attrs: &Attrs) -> Attrs {
 
 fn temporal(current: Option<Entity>, entity: Entity, create: bool, tenant: &str, now: &Timestamp) -> Result<Applied> {
     let history = entity.attrs.clone();
-    let fragment = Entity { attrs: latest_instances(&entity.attrs), ..entity };
+    let mut fragment = Entity { attrs: latest_instances(&entity.attrs), ..entity };
+    // Scope instances over time are history only; the entity's scope is their latest value,
+    // which the parser put in `scopes`.
+    fragment.attrs.shift_remove(SCOPE_IRI);
     let (mut applied, before) = match current {
         None if !create => return Err(missing(&fragment.id)),
         None => {

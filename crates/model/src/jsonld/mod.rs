@@ -20,6 +20,8 @@ use std::sync::{Arc, OnceLock};
 pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 /// The NGSI-LD namespace (`ngsi-ld:` prefix).
 pub const NGSI_LD: &str = "https://uri.etsi.org/ngsi-ld/";
+/// The entity's `scope` as an attribute name: where history keeps its changes over time.
+pub const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
 /// The core context URL Hanbat advertises in responses.
 pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
 
