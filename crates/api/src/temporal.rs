@@ -540,6 +540,15 @@ pub async fn patch_instance(
 ) -> ApiResult {
     ngsi.params.allow(&["local"])?;
     let id = path_id(&id)?;
+    // `…/attrs//{instanceId}` names no attribute: it reads as the attribute resource
+    // `…/attrs/{attrId}`, which takes no PATCH (405, as the conformance suite's 016_02_06 has it).
+    if attr.is_empty() {
+        return Err(NgsiError::new(
+            hanbat_model::ErrorKind::MethodNotAllowed,
+            "PATCH needs an attribute and an instance: /temporal/entities/{entityId}/attrs/{attrId}/{instanceId}",
+        )
+        .into());
+    }
     path_attr(&attr)?;
     path_instance(&instance_id)?;
     let (rc, body) = ngsi.object_body(&state).await?;

@@ -72,6 +72,9 @@ async fn edits(b: &TestBroker) {
         .patch(&format!("/temporal/entities/{ID}/attrs/temperature/{first}"), &json!({"type": "Property", "value": 19}))
         .await;
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    // No attribute name: the path reads as an attribute's, which takes no PATCH.
+    let r = b.patch(&format!("/temporal/entities/{ID}/attrs//{first}"), &json!({"type": "Property", "value": 1})).await;
+    assert_problem(r, 405, "MethodNotAllowed").await;
     let r = b.delete(&format!("/temporal/entities/{ID}/attrs/temperature/{second}")).await;
     assert_eq!(r.status(), 204);
     let after = b.get_json(&format!("/temporal/entities/{ID}")).await;

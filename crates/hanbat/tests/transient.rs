@@ -50,6 +50,17 @@ async fn expiry_set_by_merge(b: &TestBroker) {
     let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": in_ms(30_000)})).await;
     assert_eq!(r.status(), 204);
     b.get_json("/entities/urn:ngsi-ld:Job:1").await;
+    // `urn:ngsi-ld:null` ends the expiry: the entity outlives the instant it was due.
+    let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": in_ms(400)})).await;
+    assert_eq!(r.status(), 204);
+    let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": "urn:ngsi-ld:null"})).await;
+    assert_eq!(r.status(), 204);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = b.get_json("/entities/urn:ngsi-ld:Job:1").await;
+    assert!(e.get("expiresAt").is_none(), "{e}");
+    let r =
+        b.post("/entities", &json!({"id": "urn:ngsi-ld:Job:3", "type": "Job", "expiresAt": "urn:ngsi-ld:null"})).await;
+    assert_problem(r, 400, "BadRequestData").await;
     let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": "2020-01-01T00:00:00Z"})).await;
     assert_eq!(r.status(), 204);
     assert_problem(b.get("/entities/urn:ngsi-ld:Job:1").await, 404, "ResourceNotFound").await;

@@ -35,6 +35,10 @@ pub struct Entity {
     /// Transient entities (§4.20 of V1.8): the broker deletes the entity at this instant.
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// Only in a fragment: its `expiresAt` was `urn:ngsi-ld:null` (§5.5.4), so the entity
+    /// stops being transient.
+    #[serde(skip)]
+    pub clears_expiry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

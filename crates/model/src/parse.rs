@@ -132,6 +132,7 @@ pub fn entity(object: Map<String, Value>, ctx: &Context, mode: Mode) -> Result<E
             }
             "scope" => entity.scopes = scopes(&value)?,
             "createdAt" | "modifiedAt" | "deletedAt" => {} // system attributes: set by the broker, never by input
+            "expiresAt" if is_ngsi_null(&value) && mode.deletes() => entity.clears_expiry = true,
             "expiresAt" => entity.expires_at = Some(datetime("expiresAt", &value)?),
             _ => {
                 validate_attribute_name(&key)?;

@@ -359,6 +359,9 @@ fn apply_entity_members(next: &mut Entity, fragment: &Entity) {
     if let Some(at) = &fragment.expires_at {
         next.expires_at = Some(at.clone());
     }
+    if fragment.clears_expiry {
+        next.expires_at = None;
+    }
 }
 
 /// Append (§5.6.3): new attributes are added, existing instances overwritten unless
