@@ -58,9 +58,10 @@ async fn expiry_set_by_merge(b: &TestBroker) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let e = b.get_json("/entities/urn:ngsi-ld:Job:1").await;
     assert!(e.get("expiresAt").is_none(), "{e}");
-    let r =
-        b.post("/entities", &json!({"id": "urn:ngsi-ld:Job:3", "type": "Job", "expiresAt": "urn:ngsi-ld:null"})).await;
-    assert_problem(r, 400, "BadRequestData").await;
+    let unexpiring = json!({"id": "urn:ngsi-ld:Job:3", "type": "Job", "expiresAt": "urn:ngsi-ld:null"});
+    for path in ["/entities", "/temporal/entities"] {
+        assert_problem(b.post(path, &unexpiring).await, 400, "BadRequestData").await;
+    }
     let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": "2020-01-01T00:00:00Z"})).await;
     assert_eq!(r.status(), 204);
     assert_problem(b.get("/entities/urn:ngsi-ld:Job:1").await, 404, "ResourceNotFound").await;

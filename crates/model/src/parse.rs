@@ -132,7 +132,10 @@ pub fn entity(object: Map<String, Value>, ctx: &Context, mode: Mode) -> Result<E
             }
             "scope" => entity.scopes = scopes(&value)?,
             "createdAt" | "modifiedAt" | "deletedAt" => {} // system attributes: set by the broker, never by input
-            "expiresAt" if is_ngsi_null(&value) && mode.deletes() => entity.clears_expiry = true,
+            // Temporal input records instances over time: there a null `expiresAt` is refused.
+            "expiresAt" if is_ngsi_null(&value) && matches!(mode, Mode::Fragment | Mode::Merge) => {
+                entity.clears_expiry = true
+            }
             "expiresAt" => entity.expires_at = Some(datetime("expiresAt", &value)?),
             _ => {
                 validate_attribute_name(&key)?;
