@@ -53,10 +53,12 @@ async fn expiry_set_by_merge(b: &TestBroker) {
     // `urn:ngsi-ld:null` ends the expiry: the entity outlives the instant it was due.
     let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": in_ms(400)})).await;
     assert_eq!(r.status(), 204);
+    let e = b.get_json("/entities/urn:ngsi-ld:Job:1?options=sysAttrs").await;
+    assert!(e.get("expiresAt").is_some(), "{e}");
     let r = b.patch("/entities/urn:ngsi-ld:Job:1", &json!({"expiresAt": "urn:ngsi-ld:null"})).await;
     assert_eq!(r.status(), 204);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let e = b.get_json("/entities/urn:ngsi-ld:Job:1").await;
+    let e = b.get_json("/entities/urn:ngsi-ld:Job:1?options=sysAttrs").await;
     assert!(e.get("expiresAt").is_none(), "{e}");
     let unexpiring = json!({"id": "urn:ngsi-ld:Job:3", "type": "Job", "expiresAt": "urn:ngsi-ld:null"});
     for path in ["/entities", "/temporal/entities"] {
