@@ -19,6 +19,7 @@ pub mod query;
 pub mod render;
 pub mod request;
 pub mod response;
+pub mod snapshots;
 pub mod subscriptions;
 pub mod temporal;
 
@@ -163,6 +164,9 @@ pub fn router(state: AppState) -> Router {
         .route("/entityMaps", get(entity_maps::create_for_query))
         .route("/entityMaps/{id}", get(entity_maps::retrieve).patch(entity_maps::update).delete(entity_maps::delete))
         .route("/temporal/entityMaps", get(entity_maps::create_for_temporal_query))
+        .route("/snapshots", get(snapshots::list).post(snapshots::create).delete(snapshots::purge))
+        .route("/snapshots/{id}", get(snapshots::retrieve).patch(snapshots::update).delete(snapshots::delete))
+        .route("/snapshots/{id}/clone", post(snapshots::clone))
         .route("/types", get(discovery::types))
         .route("/types/{type}", get(discovery::type_info))
         .route("/attributes", get(discovery::attributes))
@@ -200,11 +204,12 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(iot::list_devices).post(iot::create_devices))
         .route("/devices/{id}", get(iot::device).put(iot::update_device).delete(iot::delete_device))
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
         .nest("/ngsi-ld/v1", api)
         .nest("/iot", iot)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state, snapshots::scope))
         .layer(middleware::from_fn(echo_tenant))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(require_length))

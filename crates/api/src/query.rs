@@ -445,7 +445,7 @@ const FORWARDED_FILTERS: [&str; 6] = ["q", "scopeQ", "georel", "geometry", "coor
 /// Adds to the broker's page what the context sources registered for the query hold
 /// (§4.3.6.2), and returns the warnings of those that failed. Paging applies to the broker's
 /// own matches; the sources' entities come on top of them.
-async fn with_sources(
+pub(crate) async fn with_sources(
     state: &AppState,
     ngsi: &Ngsi,
     params: &Params,

@@ -80,6 +80,7 @@ impl FromRequest<AppState> for Ngsi {
     async fn from_request(req: Request, state: &AppState) -> std::result::Result<Self, Self::Rejection> {
         let method = req.method().clone();
         let headers = req.headers().clone();
+        let scoped = req.extensions().get::<crate::snapshots::ScopedTenant>().cloned();
         let params = Params::parse(req.uri().query().unwrap_or(""))?;
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -91,17 +92,27 @@ impl FromRequest<AppState> for Ngsi {
                 NgsiError::invalid_request(format!("reading the request body: {e}"))
             }
         })?;
-        let (tenant, tenant_given) = match headers.get(TENANT_HEADER) {
-            Some(v) => {
-                let t = v.to_str().map_err(|_| NgsiError::bad_data("the NGSILD-Tenant header is not ASCII"))?.trim();
-                if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control()) {
-                    return Err(NgsiError::bad_data(format!("'{t}' is not a valid tenant name")).into());
-                }
-                (t.to_string(), true)
-            }
-            None => (hanbat_store::DEFAULT_TENANT.to_string(), false),
+        let (tenant, tenant_given) = match scoped {
+            Some(crate::snapshots::ScopedTenant(tenant)) => (tenant, true),
+            None => tenant_of(&headers)?,
         };
         Ok(Self { method, tenant, tenant_given, params, headers, body })
+    }
+}
+
+/// The tenant a request names (§6.3.14), and whether it named one: the default tenant
+/// without `NGSILD-Tenant`. A name with control characters is refused (snapshots' data tenants
+/// have them, so that no client reaches those directly).
+pub fn tenant_of(headers: &HeaderMap) -> Result<(String, bool)> {
+    match headers.get(TENANT_HEADER) {
+        Some(v) => {
+            let t = v.to_str().map_err(|_| NgsiError::bad_data("the NGSILD-Tenant header is not ASCII"))?.trim();
+            if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control()) {
+                return Err(NgsiError::bad_data(format!("'{t}' is not a valid tenant name")));
+            }
+            Ok((t.to_string(), true))
+        }
+        None => Ok((hanbat_store::DEFAULT_TENANT.to_string(), false)),
     }
 }
 

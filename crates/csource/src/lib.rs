@@ -630,14 +630,14 @@ async fn periodic(inner: std::sync::Weak<Inner>, entry: Arc<SubEntry>, live: Arc
 }
 
 /// Builds the notification (§5.3.2 CSourceNotification: type `ContextSourceNotification`,
-/// `triggerReason`, the registrations in `data`, names compacted with the subscription's
-/// @context) and queues it.
+/// `triggerReason`, the registrations in `data`, each cut to its RegistrationInfo relevant to
+/// the subscription (§5.11.7), names compacted with the subscription's @context) and queues it.
 fn enqueue(entry: &SubEntry, live: &Live, reason: Reason, regs: &[Registration]) {
     let json_ld = live.stored.sub.notification.endpoint.wants_json_ld();
     let data: Vec<Value> = regs
         .iter()
         .map(|r| {
-            let mut o = r.render(&live.notify.ctx, false);
+            let mut o = live.query.relevant_part(r).render(&live.notify.ctx, false);
             if json_ld {
                 o.insert("@context".into(), live.notify.value.clone());
             }

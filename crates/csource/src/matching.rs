@@ -74,6 +74,18 @@ impl RegQuery {
         entities_ok && attrs_ok
     }
 
+    /// The registration with only the RegistrationInfo elements this query selects: what a
+    /// registration subscription notifies (§5.11.7). One that no longer matches at all (a
+    /// `noLongerMatching` notification) is kept whole.
+    pub fn relevant_part<'r>(&self, reg: &'r Registration) -> std::borrow::Cow<'r, Registration> {
+        let relevant: Vec<RegistrationInfo> =
+            reg.information.iter().filter(|info| self.info_matches(info)).cloned().collect();
+        if relevant.is_empty() || relevant.len() == reg.information.len() {
+            return std::borrow::Cow::Borrowed(reg);
+        }
+        std::borrow::Cow::Owned(Registration { information: relevant, ..reg.clone() })
+    }
+
     pub fn matches(&self, reg: &Registration) -> bool {
         if !reg.information.iter().any(|info| self.info_matches(info)) {
             return false;

@@ -161,14 +161,45 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .with_notifier(notifier.clone())
         .with_ingest(ingest.clone())
         .with_csources(csources);
+    hanbat_api::snapshots::spawn_sweeper(state.clone());
     let app = hanbat_api::app_with(state, hanbat_web::router(broker));
     // The URL is not logged: it may hold a password.
     let on = if args.store.is_some() { "PostgreSQL".to_string() } else { args.data.display().to_string() };
     tracing::info!(%addr, store = %on, "Hanbat NGSI-LD broker listening");
-    let server = tokio::spawn(async move {
-        axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
-    });
+    let server = tokio::spawn(serve_http(listener, app));
     Ok(Running { addr, server, notifier, ingest, postgres })
+}
+
+/// Serves HTTP/1.1 on `listener`, as `axum::serve` does, but
+/// with header names sent in title case (`Location`, `Content-Type`). HTTP makes them
+/// case-insensitive (RFC 9110 §5.1), yet clients written against Orion-LD, which sends them so,
+/// look some up case-sensitively (the ETSI suite reads `'Location' in headers`).
+async fn serve_http(listener: tokio::net::TcpListener, app: hanbat_api::App) -> std::io::Result<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let service = TowerToHyperService::new(app);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait instead of spinning, as axum::serve does.
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
 }
 
 /// A stable digest (FNV-1a) for names derived from other names.

@@ -396,9 +396,13 @@ async fn subscription_notifications(broker: &TestBroker) {
         204
     );
     receiver.expect_none(Duration::from_millis(500)).await;
-    // A new one, then its deletion.
-    let second = register(broker, &buildings("urn:ngsi-ld:ContextSourceRegistration:n2")).await;
-    check(&receiver.expect().await.body, &sub, "newlyMatching", &[&second]);
+    // A new one, then its deletion. Of its RegistrationInfo, only those relevant to the
+    // subscription are notified (§5.11.7).
+    let both = json!([{"entities": [{"type": "Bus"}]}, {"entities": [{"type": "Building"}]}]);
+    let second = register(broker, &registration("urn:ngsi-ld:ContextSourceRegistration:n2", both)).await;
+    let n = receiver.expect().await;
+    check(&n.body, &sub, "newlyMatching", &[&second]);
+    assert_eq!(n.body["data"][0]["information"], json!([{"entities": [{"type": "Building"}]}]), "{}", n.body);
     assert_eq!(broker.delete(&format!("{REGS}/{second}")).await.status(), 204);
     check(&receiver.expect().await.body, &sub, "noLongerMatching", &[&second]);
 

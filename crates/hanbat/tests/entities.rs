@@ -309,3 +309,24 @@ store_tests! {
     retrieval_views,
     accept_precedence_and_geojson_context,
 }
+
+/// Header names go out in title case (`Location`, `Content-Type`), as Orion-LD sends them: HTTP
+/// makes them case-insensitive, but some clients look them up case-sensitively (the ETSI suite
+/// tests `'Location' in headers`). Read off the raw HTTP/1.1 response, which a client library
+/// would normalise.
+#[tokio::test]
+async fn header_names_are_title_case() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = TestBroker::embedded().await;
+    let body = r#"{"id":"urn:ngsi-ld:Thing:case","type":"Thing"}"#;
+    let request = format!(
+        "POST /ngsi-ld/v1/entities HTTP/1.1\r\nHost: hanbat\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(b.origin.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("\r\nLocation: /ngsi-ld/v1/entities/urn:ngsi-ld:Thing:case\r\n"), "{response}");
+}

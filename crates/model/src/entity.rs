@@ -193,6 +193,15 @@ impl Attribute {
     }
 
     /// Sets `createdAt` (if unset) and `modifiedAt` here and in every sub-attribute.
+    /// Like [`Entity::stamp_missing`], for an instance and its sub-attributes.
+    pub fn stamp_missing(&mut self, now: &Timestamp) {
+        self.created_at.get_or_insert_with(|| now.clone());
+        self.modified_at.get_or_insert_with(|| now.clone());
+        for sub in self.sub.values_mut().flatten() {
+            sub.stamp_missing(now);
+        }
+    }
+
     pub fn stamp(&mut self, now: &Timestamp) {
         if self.created_at.is_none() {
             self.created_at = Some(now.clone());
@@ -259,6 +268,16 @@ impl Entity {
     }
 
     /// Sets the system times of a freshly created entity and all its attributes.
+    /// Stamps `now` where a system timestamp is missing, keeping those present (a copy of an
+    /// entity keeps its history's times).
+    pub fn stamp_missing(&mut self, now: &Timestamp) {
+        self.created_at.get_or_insert_with(|| now.clone());
+        self.modified_at.get_or_insert_with(|| now.clone());
+        for attr in self.attrs.values_mut().flatten() {
+            attr.stamp_missing(now);
+        }
+    }
+
     pub fn stamp_created(&mut self, now: &Timestamp) {
         self.created_at = Some(now.clone());
         self.modified_at = Some(now.clone());

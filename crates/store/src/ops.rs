@@ -18,6 +18,9 @@ pub use hanbat_model::jsonld::SCOPE_IRI;
 pub enum WriteOp {
     /// `POST /entities`, batch create: fails if the entity exists.
     Create(Entity),
+    /// A copy of an entity as another tenant holds it (snapshots, §5.16 of V1.9.1): fails if the
+    /// entity exists; keeps the copy's system timestamps, stamping only those it lacks.
+    Copy(Entity),
     /// Batch upsert: create, or replace the entity (`replace`) / update its attributes.
     Upsert { entity: Entity, replace: bool },
     /// `PUT /entities/{id}`: replace every attribute, keep `createdAt`.
@@ -53,9 +56,11 @@ pub enum WriteOp {
 impl WriteOp {
     pub fn entity_id(&self) -> &str {
         match self {
-            Self::Create(e) | Self::Upsert { entity: e, .. } | Self::Replace(e) | Self::Temporal { entity: e, .. } => {
-                &e.id
-            }
+            Self::Create(e)
+            | Self::Copy(e)
+            | Self::Upsert { entity: e, .. }
+            | Self::Replace(e)
+            | Self::Temporal { entity: e, .. } => &e.id,
             Self::Merge { id, .. }
             | Self::Append { id, .. }
             | Self::Update { id, .. }
@@ -119,6 +124,13 @@ pub fn apply(op: WriteOp, current: Option<Entity>, tenant: &str, now: &Timestamp
                 return Err(NgsiError::already_exists(format!("entity '{}' already exists", entity.id)));
             }
             entity.stamp_created(now);
+            Ok(created(entity, tenant, now))
+        }
+        WriteOp::Copy(mut entity) => {
+            if current.is_some() {
+                return Err(NgsiError::already_exists(format!("entity '{}' already exists", entity.id)));
+            }
+            entity.stamp_missing(now);
             Ok(created(entity, tenant, now))
         }
         WriteOp::Upsert { mut entity, replace } => match current {
