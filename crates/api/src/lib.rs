@@ -14,6 +14,7 @@ pub mod entity_maps;
 pub mod identity;
 pub mod iot;
 pub mod params;
+pub mod prefer;
 pub mod projection;
 pub mod query;
 pub mod render;
@@ -209,6 +210,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/ngsi-ld/v1", api)
         .nest("/iot", iot)
         .fallback(not_found)
+        .layer(middleware::from_fn(prefer::amend))
         .layer(middleware::from_fn_with_state(state, snapshots::scope))
         .layer(middleware::from_fn(echo_tenant))
         .layer(DefaultBodyLimit::max(max_body))

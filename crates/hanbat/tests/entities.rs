@@ -330,3 +330,42 @@ async fn header_names_are_title_case() {
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert!(response.contains("\r\nLocation: /ngsi-ld/v1/entities/urn:ngsi-ld:Thing:case\r\n"), "{response}");
 }
+
+/// `Prefer: ngsi-ld=<version>` (§4.3.6.8 of V1.9.1): attribute types newer than the version are
+/// reformatted as Property (203 and `Preference-Applied`); the native version changes nothing.
+#[tokio::test]
+async fn prefer_an_earlier_version() {
+    let b = TestBroker::embedded().await;
+    create(
+        &b,
+        json!({"id": "urn:ngsi-ld:Building:prefer", "type": "Building",
+               "category": {"type": "VocabProperty", "vocab": "commercial"},
+               "name": {"type": "LanguageProperty", "languageMap": {"ko": "한밭", "en": "Hanbat"}}}),
+    )
+    .await;
+    let get = |prefer: &'static str| {
+        b.request(Method::GET, "/entities/urn:ngsi-ld:Building:prefer").header("Prefer", prefer).send()
+    };
+    let r = get("ngsi-ld=1.5").await.unwrap();
+    assert_eq!(r.status(), 203);
+    assert_eq!(r.headers()["preference-applied"], "ngsi-ld=1.5");
+    let old: Value = r.json().await.unwrap();
+    assert_eq!(old["category"], json!({"type": "Property", "value": "commercial"}), "{old}");
+    assert_eq!(old["name"]["type"], "LanguageProperty", "1.5 knows LanguageProperty");
+    let r = get("ngsi-ld=1.3").await.unwrap();
+    let older: Value = r.json().await.unwrap();
+    assert_eq!(older["name"], json!({"type": "Property", "value": {"ko": "한밭", "en": "Hanbat"}}), "{older}");
+
+    let r = get("ngsi-ld=1.9").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["preference-applied"], "ngsi-ld=1.9");
+    assert_eq!(r.json::<Value>().await.unwrap()["category"]["type"], "VocabProperty");
+    // A version there is not, or no preference: nothing applied.
+    let r = get("ngsi-ld=7.1").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("preference-applied").is_none());
+    let listed =
+        b.request(Method::GET, "/entities?type=Building").header("Prefer", "ngsi-ld=1.5").send().await.unwrap();
+    assert_eq!(listed.status(), 203);
+    assert_eq!(listed.json::<Value>().await.unwrap()[0]["category"]["type"], "Property");
+}

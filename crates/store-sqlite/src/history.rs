@@ -7,7 +7,7 @@
 
 use crate::writer::Ids;
 use hanbat_model::{Attribute, Entity, NgsiError, Result, Timestamp};
-use hanbat_store::history::{Series, instance_of, patch_sample, recorded_instances};
+use hanbat_store::history::{Series, UnitSample, instance_of, patch_sample, recorded_instances};
 use hanbat_store::{Change, ChangeKind, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, HistoryScan};
 use hanbat_temporal::codec::{self, Chunk};
 use hanbat_temporal::{Origin, Sample, SampleValue, TimeProperty};
@@ -330,8 +330,8 @@ fn write_chunk(
     let rec_min = samples.iter().map(|s| s.recorded).min().unwrap_or(0);
     let rec_max = samples.iter().map(|s| s.recorded).max().unwrap_or(0);
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO t_chunks(sid, first_rec, n, obs_min, obs_max, rec_min, rec_max, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO t_chunks(sid, first_rec, n, obs_min, obs_max, rec_min, rec_max, data, unobserved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         sid,
@@ -341,7 +341,8 @@ fn write_chunk(
         obs_max,
         rec_min,
         rec_max,
-        codec::encode(samples, unit)
+        codec::encode(samples, unit),
+        samples.iter().filter(|s| s.observed.is_none()).count() as i64,
     ])?;
     Ok(())
 }
@@ -442,12 +443,32 @@ fn storage(e: impl std::fmt::Display) -> NgsiError {
     NgsiError::internal(format!("storage: {e}"))
 }
 
+/// Whether the instants loaded so far (`newest`) already hold the `n` latest distinct ones of a
+/// series whose remaining chunks end at `bound` at the latest: then those chunks cannot change a
+/// `lastN` answer. Chunks come newest first, and an instant is one instance (§5.7.4.4), so a
+/// repeated instant counts once.
+fn holds_last(newest: &mut Vec<i64>, bound: i64, n: usize) -> bool {
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    newest.dedup();
+    newest.truncate(n);
+    newest.len() == n && newest.last().is_some_and(|t| *t > bound)
+}
+
+/// Appends a chunk's samples, each with the chunk's unit.
+fn add_chunk(slot: &mut Vec<UnitSample>, data: &[u8]) {
+    if let Some(mut chunk) = Chunk::open(data) {
+        let unit: Option<Arc<str>> = chunk.unit.take().map(Into::into);
+        slot.extend(chunk.map(|s| (s, unit.clone())));
+    }
+}
+
 fn load_samples(
     conn: &Connection,
     tid: i64,
     attrs: &[String],
     window: Option<(i64, i64)>,
     by_observed: bool,
+    last_n: Option<usize>,
 ) -> Result<Series> {
     let mut series = Series::new();
     let mut names: HashMap<i64, Arc<str>> = HashMap::new();
@@ -465,20 +486,51 @@ fn load_samples(
             continue;
         }
         let iri: Arc<str> = names.entry(name_id).or_insert_with(|| iri.into()).clone();
-        // Prune chunks by the time window on the column the query filters.
-        let sql = if by_observed {
-            "SELECT data FROM t_chunks WHERE sid = ?1 AND (obs_max IS NULL OR (obs_max >= ?2 AND obs_min < ?3)) ORDER BY first_rec"
-        } else {
-            "SELECT data FROM t_chunks WHERE sid = ?1 AND rec_max >= ?2 AND rec_min < ?3 ORDER BY first_rec"
-        };
-        let mut stmt = conn.prepare_cached(sql).map_err(storage)?;
-        let mut chunks = stmt.query(params![sid, lo, hi]).map_err(storage)?;
         let slot = series.entry((iri, dataset)).or_default();
-        while let Some(row) = chunks.next().map_err(storage)? {
-            let data = row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?;
-            if let Some(mut chunk) = Chunk::open(data) {
-                let unit: Option<Arc<str>> = chunk.unit.take().map(Into::into);
-                slot.extend(chunk.map(|s| (s, unit.clone())));
+        // Chunks pruned by the time window on the column the query filters.
+        let Some(n) = last_n else {
+            let sql = if by_observed {
+                "SELECT data FROM t_chunks WHERE sid = ?1 AND (obs_max IS NULL OR (obs_max >= ?2 AND obs_min < ?3)) ORDER BY first_rec"
+            } else {
+                "SELECT data FROM t_chunks WHERE sid = ?1 AND rec_max >= ?2 AND rec_min < ?3 ORDER BY first_rec"
+            };
+            let mut stmt = conn.prepare_cached(sql).map_err(storage)?;
+            let mut chunks = stmt.query(params![sid, lo, hi]).map_err(storage)?;
+            while let Some(row) = chunks.next().map_err(storage)? {
+                add_chunk(slot, row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?);
+            }
+            continue;
+        };
+        // `lastN`: newest chunks first, read one by one until older ones cannot matter. Chunks
+        // without a bound (samples lacking observedAt, or not counted) come first and are always
+        // read. Sorting keys only: a sort over the data would copy every chunk.
+        let sql = if by_observed {
+            "SELECT first_rec, CASE WHEN unobserved = 0 THEN obs_max END AS bound FROM t_chunks
+             WHERE sid = ?1 AND (obs_max IS NULL OR (obs_max >= ?2 AND obs_min < ?3))
+             ORDER BY bound IS NULL DESC, bound DESC"
+        } else {
+            "SELECT first_rec, rec_max FROM t_chunks WHERE sid = ?1 AND rec_max >= ?2 AND rec_min < ?3 ORDER BY rec_max DESC"
+        };
+        let keys: Vec<(i64, Option<i64>)> = conn
+            .prepare_cached(sql)
+            .map_err(storage)?
+            .query_map(params![sid, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(storage)?;
+        let mut chunk_data =
+            conn.prepare_cached("SELECT data FROM t_chunks WHERE sid = ?1 AND first_rec = ?2").map_err(storage)?;
+        let mut newest: Vec<i64> = Vec::new();
+        for (first_rec, bound) in keys {
+            if bound.is_some_and(|bound| holds_last(&mut newest, bound, n)) {
+                break;
+            }
+            let mut rows = chunk_data.query(params![sid, first_rec]).map_err(storage)?;
+            if let Some(row) = rows.next().map_err(storage)? {
+                let from = slot.len();
+                add_chunk(slot, row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?);
+                let time = |s: &Sample| if by_observed { s.observed } else { Some(s.recorded) };
+                newest.extend(slot[from..].iter().filter_map(|(s, _)| time(s)));
             }
         }
     }
@@ -533,7 +585,7 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
         if !scan.selects(&entity) {
             continue;
         }
-        let series = load_samples(conn, tid, scan.attrs_to_load(), scan.window(), by_observed)?;
+        let series = load_samples(conn, tid, scan.attrs_to_load(), scan.window(), by_observed, scan.last_n())?;
         if !scan.offer(entity, series) {
             break;
         }
@@ -544,6 +596,17 @@ pub(crate) fn query(conn: &Connection, tenant: i64, q: &HistoryQuery) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_n_stops_once_older_chunks_cannot_matter() {
+        // Two distinct instants above a bound of 5: the 2 latest are known.
+        assert!(holds_last(&mut vec![9, 7, 7, 3], 5, 2));
+        // The same instant twice is one instance: only one is above the bound.
+        assert!(!holds_last(&mut vec![9, 9, 3], 5, 2));
+        // An instant equal to the bound may be tied by an older chunk's.
+        assert!(!holds_last(&mut vec![9, 5], 5, 2));
+        assert!(!holds_last(&mut Vec::new(), 5, 1));
+    }
 
     #[test]
     fn log_records_give_each_sample_its_origin() {

@@ -161,7 +161,9 @@ mod tests {
         let e = parsed(json!({"id": "urn:ngsi-ld:T:1", "type": "T", "a": 3,
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [127.0, 36.0]}}}));
         conn.execute_batch(
-            "DROP TABLE entity_nums; DROP TABLE entity_geo; DROP TABLE entity_geo_keys; PRAGMA user_version = 4;",
+            "DROP TABLE entity_nums; DROP TABLE entity_geo; DROP TABLE entity_geo_keys;
+             DROP INDEX t_chunks_by_observed; DROP INDEX t_chunks_by_recorded;
+             ALTER TABLE t_chunks DROP COLUMN unobserved; PRAGMA user_version = 4;",
         )
         .unwrap();
         conn.execute(

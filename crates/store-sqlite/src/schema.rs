@@ -79,6 +79,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX entity_geo_keys_by_rid ON entity_geo_keys(rid);
     CREATE VIRTUAL TABLE entity_geo USING rtree(gid, min_x, max_x, min_y, max_y, +tenant INTEGER, +attr INTEGER, +rid INTEGER);
     ",
+    // 6: how many of a chunk's samples have no observedAt (NULL: written before this was
+    // counted). `lastN` on observedAt may skip a chunk only when it has none: those samples are
+    // ordered by their recording time, which `obs_max` does not bound. The indexes cover what
+    // `lastN` sorts chunks by, so that it reads no chunk data until it picks the chunk.
+    "
+    ALTER TABLE t_chunks ADD COLUMN unobserved INTEGER;
+    CREATE INDEX t_chunks_by_observed ON t_chunks(sid, obs_max, obs_min, unobserved);
+    CREATE INDEX t_chunks_by_recorded ON t_chunks(sid, rec_max, rec_min);
+    ",
 ];
 
 /// The migration (index in [`MIGRATIONS`]) after which the query indexes are built from the

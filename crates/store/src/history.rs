@@ -271,7 +271,7 @@ fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
         if !wanted {
             continue;
         }
-        let slot = by_attr.entry(iri).or_default();
+        let mut kept: Vec<Timed> = Vec::with_capacity(samples.len());
         for (s, unit) in samples {
             let t = match time_of(&s, property) {
                 Some(t) => t,
@@ -281,21 +281,29 @@ fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
             if q.time.rel.is_some_and(|r| !r.contains(t)) {
                 continue;
             }
-            slot.push((t, s, unit, dataset.clone()));
+            kept.push((t, s, unit, dataset.clone()));
         }
-    }
-    for samples in by_attr.values_mut() {
         // An instance is identified by its observedAt within a series: a later write of the
-        // same instant replaces the earlier one.
+        // same instant replaces the earlier one. Sorted per series, where the datasetId is one:
+        // comparing it per pair of samples cost more than the rest of an aggregation.
         if property == TimeProperty::ObservedAt {
-            samples.sort_by(|a, b| (&a.3, a.0, a.1.origin).cmp(&(&b.3, b.0, b.1.origin)));
-            samples.dedup_by(|later, earlier| {
-                let same = later.3 == earlier.3 && later.0 == earlier.0;
+            // Chunks are mostly in time order already: checking is cheaper than a merge pass.
+            if !kept.is_sorted_by_key(|(t, s, ..)| (*t, s.origin)) {
+                kept.sort_by_key(|(t, s, ..)| (*t, s.origin));
+            }
+            kept.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
                 if same {
                     std::mem::swap(later, earlier);
                 }
                 same
             });
+        }
+        let slot = by_attr.entry(iri).or_default();
+        if slot.is_empty() {
+            *slot = kept;
+        } else {
+            slot.extend(kept);
         }
     }
     by_attr.retain(|_, v| !v.is_empty());
@@ -385,6 +393,12 @@ impl<'q> HistoryScan<'q> {
         if self.needs_instances { &[] } else { &self.q.attrs }
     }
 
+    /// `lastN` when a store may read only each series' latest instances: nothing else (q,
+    /// scopeQ, geo-query, aggregation) needs the older ones.
+    pub fn last_n(&self) -> Option<usize> {
+        self.q.time.last_n.filter(|_| !self.needs_instances && self.q.aggregation.is_none())
+    }
+
     /// The query's time window on its time property, to prune storage with. A scopeQ needs
     /// the scope's whole history: the scope valid in the window may have been set before it.
     pub fn window(&self) -> Option<(i64, i64)> {
@@ -454,7 +468,9 @@ fn build(
 ) -> TemporalEntity {
     let mut out = TemporalEntity { entity, ..TemporalEntity::default() };
     for samples in by_attr.values_mut() {
-        samples.sort_by_key(|(t, s, _, _)| (*t, s.origin));
+        if !samples.is_sorted_by_key(|(t, s, _, _)| (*t, s.origin)) {
+            samples.sort_by_key(|(t, s, _, _)| (*t, s.origin));
+        }
         if let Some(n) = q.time.last_n
             && samples.len() > n
         {
