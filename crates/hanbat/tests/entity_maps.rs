@@ -4,18 +4,12 @@
 
 mod common;
 
-use common::{TestBroker, assert_problem};
+use common::{TestBroker, assert_problem, vehicle};
 use hanbat_model::Timestamp;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 const HEADER: &str = "NGSILD-EntityMap";
-
-async fn vehicle(b: &TestBroker, id: &str, speed: i64) {
-    let r =
-        b.post("/entities", &json!({"id": id, "type": "Vehicle", "speed": {"type": "Property", "value": speed}})).await;
-    assert_eq!(r.status(), 201, "create {id}");
-}
 
 /// The map location a response announces, and the map id (its last segment).
 fn map_of(r: &Response) -> (String, String) {

@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{TestBroker, assert_problem};
+use common::{TestBroker, assert_problem, vehicle};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const HEADER: &str = "NGSILD-Snapshot";
-
-async fn vehicle(b: &TestBroker, id: &str, speed: i64) {
-    let r =
-        b.post("/entities", &json!({"id": id, "type": "Vehicle", "speed": {"type": "Property", "value": speed}})).await;
-    assert_eq!(r.status(), 201, "create {id}");
-}
 
 /// Creates a snapshot; returns its path (under `/ngsi-ld/v1`).
 async fn create(b: &TestBroker, body: &Value) -> String {

@@ -204,6 +204,13 @@ impl ProcessBroker {
 }
 
 /// Asserts a ProblemDetails error with `status` and the NGSI-LD error `kind`.
+/// Creates a Vehicle with a `speed`, asserting 201.
+pub async fn vehicle(b: &TestBroker, id: &str, speed: i64) {
+    let body = serde_json::json!({"id": id, "type": "Vehicle", "speed": {"type": "Property", "value": speed}});
+    let r = b.post("/entities", &body).await;
+    assert_eq!(r.status(), 201, "create {id}");
+}
+
 pub async fn assert_problem(r: Response, status: u16, kind: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "unexpected status");
     assert_eq!(r.headers()["content-type"], "application/json");
