@@ -15,7 +15,8 @@
 //! `snapshotQueriesDetails`.
 //!
 //! Lifetime: `snapshotLifetime` from creation, else one hour (Orion-LD's default); an expired
-//! snapshot reads as absent and the sweeper ([`spawn_sweeper`]) deletes it with its data.
+//! snapshot reads as absent and the sweeper ([`spawn_sweeper`], every minute) deletes it with
+//! its data.
 
 use crate::AppState;
 use crate::params::Params;
@@ -142,17 +143,13 @@ fn snapshot_id(id: &str) -> Result<&str> {
     }
 }
 
-/// A live snapshot of the tenant; an expired one is deleted, with its data, and reads as absent.
+/// A live snapshot of the tenant: an expired one reads as absent (the sweeper deletes it).
 async fn load(state: &AppState, tenant: &str, id: &str) -> Result<Option<Snapshot>> {
     let Some(Value::Object(doc)) = state.broker.store.get_doc(tenant, DocKind::Snapshot, id).await? else {
         return Ok(None);
     };
     let snapshot = Snapshot(doc);
-    if snapshot.expired(Timestamp::now().micros()) {
-        remove(state, tenant, id).await?;
-        return Ok(None);
-    }
-    Ok(Some(snapshot))
+    Ok((!snapshot.expired(Timestamp::now().micros())).then_some(snapshot))
 }
 
 async fn save(state: &AppState, tenant: &str, snapshot: &Snapshot) -> Result<()> {
@@ -160,9 +157,31 @@ async fn save(state: &AppState, tenant: &str, snapshot: &Snapshot) -> Result<()>
     state.broker.store.put_doc(tenant, DocKind::Snapshot, snapshot.id(), &doc).await
 }
 
+/// Serialises this process's read-modify-writes of snapshots, so that a background fill that
+/// records its outcome, an update and a `lastUsedAt` touch never write back a stale copy over
+/// one another. (Between nodes of a cluster such races remain possible.)
+static MODIFYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Applies `change` to a live snapshot and saves it; `None` when there is none.
+async fn modify(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    change: impl FnOnce(&mut Snapshot) -> Result<()>,
+) -> Result<Option<Snapshot>> {
+    let _serialised = MODIFYING.lock().await;
+    let Some(mut snapshot) = load(state, tenant, id).await? else { return Ok(None) };
+    change(&mut snapshot)?;
+    save(state, tenant, &snapshot).await?;
+    Ok(Some(snapshot))
+}
+
 /// Deletes the snapshot and, in the background, its data.
-async fn remove(state: &AppState, tenant: &str, id: &str) -> Result<bool> {
-    let existed = state.broker.store.delete_doc(tenant, DocKind::Snapshot, id).await?;
+async fn remove(state: &AppState, tenant: &str, id: &str) -> Result<()> {
+    {
+        let _serialised = MODIFYING.lock().await;
+        state.broker.store.delete_doc(tenant, DocKind::Snapshot, id).await?;
+    }
     let state = state.clone();
     let data = data_tenant(tenant, id);
     tokio::spawn(async move {
@@ -170,7 +189,7 @@ async fn remove(state: &AppState, tenant: &str, id: &str) -> Result<bool> {
             tracing::warn!(error = %e.detail, "deleting a snapshot's data failed");
         }
     });
-    Ok(existed)
+    Ok(())
 }
 
 /// Deletes every entity of a snapshot's tenant and its history.
@@ -430,12 +449,16 @@ impl Fill {
     /// Records the outcome, unless the snapshot was deleted meanwhile (then its data goes too).
     async fn finish(&self, status: &str, details: Vec<Value>) -> Result<()> {
         let tenant = &self.ngsi.tenant;
-        let Some(mut snapshot) = load(&self.state, tenant, &self.id).await? else {
-            return drop_data(&self.state, &data_tenant(tenant, &self.id)).await;
-        };
-        snapshot.0.insert("snapshotStatus".into(), json!(status));
-        snapshot.0.insert("snapshotQueriesDetails".into(), Value::Array(details));
-        save(&self.state, tenant, &snapshot).await
+        let recorded = modify(&self.state, tenant, &self.id, |snapshot| {
+            snapshot.0.insert("snapshotStatus".into(), json!(status));
+            snapshot.0.insert("snapshotQueriesDetails".into(), Value::Array(details));
+            Ok(())
+        })
+        .await?;
+        if recorded.is_none() {
+            drop_data(&self.state, &data_tenant(tenant, &self.id)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -482,27 +505,29 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, ngsi:
         .into());
     }
     check_settable(&body)?;
-    let mut snapshot = load(&state, &ngsi.tenant, id).await?.ok_or_else(|| not_found(id))?;
     let lifetime_changed = body.contains_key("snapshotLifetime");
-    for (k, v) in body.into_iter().filter(|(k, _)| k != "type") {
-        snapshot.0.insert(k, v);
-    }
-    if lifetime_changed {
-        let created = snapshot.micros("createdAt").unwrap_or_else(|| Timestamp::now().micros());
-        set_expiry(&mut snapshot, created)?;
-    }
-    snapshot.0.insert("modifiedAt".into(), json!(format_micros(Timestamp::now().micros())));
-    save(&state, &ngsi.tenant, &snapshot).await?;
-    Ok(response::plain_json(StatusCode::OK, &Value::Object(snapshot.0)))
+    let updated = modify(&state, &ngsi.tenant, id, |snapshot| {
+        for (k, v) in body.into_iter().filter(|(k, _)| k != "type") {
+            snapshot.0.insert(k, v);
+        }
+        if lifetime_changed {
+            let created = snapshot.micros("createdAt").unwrap_or_else(|| Timestamp::now().micros());
+            set_expiry(snapshot, created)?;
+        }
+        snapshot.0.insert("modifiedAt".into(), json!(format_micros(Timestamp::now().micros())));
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(response::plain_json(StatusCode::OK, &Value::Object(updated.0)))
 }
 
 /// `DELETE /snapshots/{id}` (§5.16.5)
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, ngsi: Ngsi) -> ApiResult {
     ngsi.params.allow(&[])?;
     let id = snapshot_id(&id)?;
-    if !remove(&state, &ngsi.tenant, id).await? {
-        return Err(not_found(id).into());
-    }
+    load(&state, &ngsi.tenant, id).await?.ok_or_else(|| not_found(id))?;
+    remove(&state, &ngsi.tenant, id).await?;
     Ok(response::no_content())
 }
 
@@ -570,11 +595,15 @@ pub async fn clone(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
             }
         };
         let finished = async {
-            let Some(mut clone) = load(&state, &tenant, &clone_id).await? else {
-                return drop_data(&state, &to).await;
-            };
-            clone.0.insert("snapshotStatus".into(), status);
-            save(&state, &tenant, &clone).await
+            let recorded = modify(&state, &tenant, &clone_id, |clone| {
+                clone.0.insert("snapshotStatus".into(), status);
+                Ok(())
+            })
+            .await?;
+            if recorded.is_none() {
+                drop_data(&state, &to).await?;
+            }
+            Ok::<_, NgsiError>(())
         };
         if let Err(e) = finished.await {
             tracing::warn!(snapshot = %clone_id, error = %e.detail, "recording a clone's status failed");
@@ -629,11 +658,15 @@ async fn scoped_tenant(state: &AppState, path: &str, owner: Result<String>, head
     let id = header.to_str().map_err(|_| NgsiError::bad_data(format!("the {HEADER} header is not ASCII")))?.trim();
     let id = snapshot_id(id.rsplit_once("/snapshots/").map_or(id, |(_, id)| id))?;
     let owner = owner?;
-    let mut snapshot = load(state, &owner, id).await?.ok_or_else(|| not_found(id))?;
+    let snapshot = load(state, &owner, id).await?.ok_or_else(|| not_found(id))?;
     let now = Timestamp::now().micros();
     if snapshot.micros("lastUsedAt").is_none_or(|used| now - used >= TOUCH_EVERY_MICROS) {
-        snapshot.0.insert("lastUsedAt".into(), json!(format_micros(now)));
-        save(state, &owner, &snapshot).await?;
+        modify(state, &owner, id, |snapshot| {
+            snapshot.0.insert("lastUsedAt".into(), json!(format_micros(now)));
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| not_found(id))?;
     }
     Ok(data_tenant(&owner, id))
 }
