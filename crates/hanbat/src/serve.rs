@@ -97,7 +97,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let (store, postgres) = open_store(&args, addr).await?;
-    // Joined before anything is loaded: a document another node changes meanwhile is reloaded.
+    // Joined (the change feed listening) before anything is loaded: a document another node
+    // changes meanwhile is reloaded.
     let cluster = match &postgres {
         Some(pg) => Some(pg.join().await.map_err(|e| anyhow::anyhow!(e.detail)).context("joining the other nodes")?),
         None => None,

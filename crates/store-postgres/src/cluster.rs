@@ -172,7 +172,8 @@ struct Claim {
 }
 
 /// Starts the heartbeat, lease and change-feed tasks; returns once this node's first
-/// heartbeat is recorded and its own leases (of an earlier process with its id) renewed.
+/// heartbeat is recorded, its own leases (of an earlier process with its id) renewed and the
+/// feed listens.
 pub(crate) async fn join(
     pool: Pool,
     config: tokio_postgres::Config,
@@ -199,8 +200,13 @@ pub(crate) async fn join(
             .get::<_, String>(0);
         (cursor, id)
     };
-    let feed = Feed { config, membership: membership.clone(), cursor, events: events_tx };
+    let (listening, listens) = tokio::sync::oneshot::channel();
+    let feed = Feed { config, membership: membership.clone(), cursor, events: events_tx, listening: Some(listening) };
     let tasks = vec![tokio::spawn(ticker.run(claims_tx)), tokio::spawn(feed.run(claims_rx))];
+    if !matches!(tokio::time::timeout(LISTEN_TIMEOUT, listens).await, Ok(Ok(()))) {
+        tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        return Err(storage("the cluster change feed could not LISTEN to the database"));
+    }
     Ok((Cluster { id, membership, events }, tasks))
 }
 
@@ -354,7 +360,13 @@ struct Feed {
     /// Transactions below this id have been read.
     cursor: i64,
     events: mpsc::Sender<Event>,
+    /// Told once the first LISTEN holds: [`join`] waits for it, so that nothing a node loads
+    /// after joining can change unheard.
+    listening: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// How long joining waits for the change feed to listen.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Feed {
     async fn run(mut self, mut claims: mpsc::UnboundedReceiver<Claim>) {
@@ -389,6 +401,9 @@ impl Feed {
         });
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {DOCS_CHANNEL}")).await.or_storage()?;
+            if let Some(listening) = self.listening.take() {
+                let _ = listening.send(());
+            }
             let read = client
                 .prepare(&format!(
                     "WITH h AS ({HORIZON}) SELECT h.horizon, l.changes FROM h
