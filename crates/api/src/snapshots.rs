@@ -574,6 +574,15 @@ pub async fn clone(State(state): State<AppState>, Path(id): Path<String>, ngsi: 
     check_settable(&body)?;
     let original = load(&state, &ngsi.tenant, id).await?.ok_or_else(|| not_found(id))?;
     let status = original.0.get("snapshotStatus").cloned().unwrap_or(json!("success"));
+    // A copy taken while the original is still filling would be partial, and would stay
+    // `preparing` for good: nothing would ever finish it.
+    if status == "preparing" {
+        return Err(NgsiError::new(
+            hanbat_model::ErrorKind::Conflict,
+            format!("snapshot '{id}' is still preparing: clone it once its snapshotStatus is final"),
+        )
+        .into());
+    }
     let mut clone = Snapshot(original.0.clone());
     let clone_id = format!("urn:ngsi-ld:Snapshot:{}", uuid::Uuid::new_v4());
     clone.0.insert("id".into(), json!(clone_id));
