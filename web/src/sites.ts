@@ -298,6 +298,11 @@ export class AlertFeed {
   }
 
   render(): void {
+    // The list is rebuilt whenever an alert changes: a keyboard user who had focused an alert
+    // keeps it (by id) instead of being thrown back to the top of the page.
+    const focused = this.root.contains(document.activeElement)
+      ? (document.activeElement as HTMLElement).dataset.id
+      : undefined;
     const alerts = this.store
       .byType('Alert')
       .filter((a) => !this.site || siteOf(a) === this.site)
@@ -325,5 +330,8 @@ export class AlertFeed {
       el('h2', { class: 'feed-title' }, el('span', { class: 'live-dot' }), t('alerts')),
       alerts.length ? list : el('p', { class: 'muted' }, t('noAlerts')),
     );
+    if (focused !== undefined) {
+      list.querySelector<HTMLElement>(`[data-id="${CSS.escape(focused)}"]`)?.focus();
+    }
   }
 }
