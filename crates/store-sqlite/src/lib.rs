@@ -87,6 +87,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(|e| storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("hanbat.db");
         let mut conn = Connection::open(&path).map_err(storage)?;
+        schema::enable_incremental_vacuum(&conn).map_err(storage)?;
         schema::configure(&conn, true).map_err(storage)?;
         schema::migrate(&mut conn).map_err(storage)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);

@@ -109,6 +109,47 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Makes a database that has no tables yet return the pages it frees to the file system on
+/// request ([`release_free_pages`]). SQLite fixes this when the first table is created, so a
+/// database created before this setting keeps its free pages for reuse instead.
+pub fn enable_incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if tables == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
+    Ok(())
+}
+
+/// Pages in the database file that hold nothing.
+pub fn free_pages(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))
+}
+
+/// Free pages kept in the file after a maintenance pass, beyond those the pass freed itself
+/// (16 MiB of 4 KiB pages): the history log refills that much between passes, and pages
+/// returned to the file system would only be allocated again.
+const KEPT_FREE_PAGES: i64 = 4096;
+/// At most this many pages (128 MiB) are returned per pass, so that one pass never holds the
+/// writer long.
+const RELEASED_PER_PASS: i64 = 32_768;
+
+/// Returns free pages to the file system, keeping as many as the pass just freed (the log's
+/// working size: compaction emptied it and ingestion fills it again) plus a margin. Without
+/// this, the file keeps its largest size for good: the log of a bulk load, or the history that
+/// retention pruned, would stay on disk as free pages.
+pub fn release_free_pages(conn: &Connection, free_before_pass: i64) -> rusqlite::Result<()> {
+    let free = free_pages(conn)?;
+    let keep = (free - free_before_pass).max(0) + KEPT_FREE_PAGES;
+    if free > keep {
+        // The pragma frees one page per step: it is run to completion like a query.
+        let mut vacuum =
+            conn.prepare(&format!("PRAGMA incremental_vacuum({})", (free - keep).min(RELEASED_PER_PASS)))?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+    }
+    Ok(())
+}
+
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     // The writer runs some 30 distinct statements; with rusqlite's default cache of 16 they
@@ -127,6 +168,59 @@ pub fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     if writer {
         // Checkpoint in larger steps: fewer, longer checkpoints cost less than many small ones.
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        // The WAL file otherwise keeps the size of the largest transaction or the longest
+        // stretch without a complete checkpoint (70 MB after a bulk load of history) for good.
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_pages(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
+    }
+
+    /// 64 MiB written and deleted: the maintenance pass that freed it keeps it, the next one
+    /// returns it to the file system down to the margin; a database made before incremental vacuum keeps
+    /// its pages (and the call does no harm).
+    #[test]
+    fn free_pages_are_returned_beyond_the_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, incremental) in [("new.db", true), ("old.db", false)] {
+            let mut conn = Connection::open(dir.path().join(name)).unwrap();
+            if incremental {
+                enable_incremental_vacuum(&conn).unwrap();
+            }
+            configure(&conn, true).unwrap();
+            migrate(&mut conn).unwrap();
+            conn.execute_batch("CREATE TABLE filler(b BLOB)").unwrap();
+            let tx = conn.transaction().unwrap();
+            for _ in 0..64 {
+                tx.execute("INSERT INTO filler VALUES (zeroblob(1048576))", []).unwrap();
+            }
+            tx.commit().unwrap();
+            conn.execute_batch("DELETE FROM filler").unwrap();
+            let before = file_pages(&conn);
+            let free = free_pages(&conn).unwrap();
+            assert!(free > 16_000, "{free} free pages");
+            // A pass that freed all of it keeps it: the log will fill it again.
+            release_free_pages(&conn, 0).unwrap();
+            assert_eq!(file_pages(&conn), before);
+            // The next pass freed nothing: everything above the margin goes.
+            let tx = conn.transaction().unwrap();
+            release_free_pages(&tx, free).unwrap();
+            tx.commit().unwrap();
+            let after = file_pages(&conn);
+            if incremental {
+                assert_eq!(free_pages(&conn).unwrap(), KEPT_FREE_PAGES);
+                // The pointer-map pages of the released ones go with them.
+                assert!(after <= before - (free - KEPT_FREE_PAGES), "{before} pages, then {after}");
+            } else {
+                assert_eq!(after, before);
+            }
+        }
+    }
 }

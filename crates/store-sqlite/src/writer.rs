@@ -6,7 +6,7 @@
 //! fsync; with a single client a write costs one commit, as before.
 
 use crate::index::Indexed;
-use crate::{codec, history, index};
+use crate::{codec, history, index, schema};
 use hanbat_model::{NgsiError, Result, Timestamp};
 use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -232,9 +232,12 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
         }
         Job::Maintain { older_than } => {
             // Compaction first: what it moves out of the log is then pruned in the same pass.
-            let maintained = history::compact(tx).and_then(|_| match older_than {
-                Some(t) => history::prune(tx, t),
-                None => Ok(0),
+            let maintained = schema::free_pages(tx).and_then(|free_before| {
+                history::compact(tx)?;
+                if let Some(t) = older_than {
+                    history::prune(tx, t)?;
+                }
+                schema::release_free_pages(tx, free_before)
             });
             match maintained {
                 Ok(_) => Ok(Done::Maintained),
