@@ -1088,6 +1088,16 @@ async fn indexed_values_follow_writes(b: &TestBroker) {
     check("level<100", ids(&["scalar", "array", "instances"])).await;
     check("level==50", ids(&["scalar"])).await;
     check("level==4", ids(&[])).await;
+    // The same numbers again: a re-created entity, and an attribute that keeps its value but
+    // becomes single-valued (its other instance deleted), so that ranges intersect on it.
+    let r = b.post("/entities", &entity("object", p(json!(7)), (129.0, 38.0))).await;
+    assert_eq!(r.status(), 201);
+    let r = b.delete("/entities/urn:ngsi-ld:Gauge:instances/attrs/level?datasetId=urn:ngsi-ld:Dataset:b").await;
+    assert_eq!(r.status(), 204);
+    check("level==7", ids(&["object"])).await;
+    check("level==2", ids(&["instances"])).await;
+    check("level>1;level<3", ids(&["array", "instances"])).await;
+    check("level==8", ids(&[])).await;
     let box_around = |x0: f64, y0: f64, x1: f64, y1: f64| {
         format!("type=Gauge&georel=within&geometry=Polygon&coordinates={}", enc(&rect(x0, y0, x1, y1).to_string()))
     };

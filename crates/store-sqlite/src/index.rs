@@ -18,6 +18,7 @@ use hanbat_model::{AttrValue, Entity};
 pub(crate) use hanbat_query::comparable_numbers as numbers;
 use rusqlite::{Transaction, params};
 use serde_json::Value as Json;
+use std::collections::HashSet;
 
 /// The bounding boxes `[min_x, max_x, min_y, max_y]` of the entity's GeoProperty instances, from
 /// their raw coordinates (a superset of what a valid geometry covers; an invalid one matches
@@ -49,17 +50,18 @@ fn extend_box(coordinates: &Json, b: &mut [f64; 4]) {
 
 /// What the index holds for an entity before a write.
 pub(crate) enum Indexed<'a> {
-    /// Nothing: the entity is new.
+    /// Nothing: the entity is new (or its earlier rows are not known: they stay, a harmless
+    /// superset, and every row of the new state is written).
     Nothing,
     /// The rows of this state of the entity.
     Entity(&'a Entity),
-    /// Rows of a state the writer does not have at hand: all are rewritten.
-    Unknown,
 }
 
-/// Replaces the index rows of `rid` with those of `entity` (none when it was deleted). Only
-/// the kind of rows whose values changed is rewritten: most updates change no number or
-/// geometry, and then cost no index statement at all.
+/// Brings the index rows of `rid` from those of `before` to those of `entity` (none when it
+/// was deleted). Only the rows that differ are deleted or inserted, by primary key: a sensor
+/// update changes a number or two of an entity's dozen, and most updates change no number or
+/// geometry at all. (Deleting by primary key is also why `entity_nums` needs no index by rid,
+/// which cost every write a second B-tree update per number.)
 pub(crate) fn refresh(
     tx: &Transaction,
     name_id: &mut dyn FnMut(&Transaction, &str) -> rusqlite::Result<i64>,
@@ -70,26 +72,30 @@ pub(crate) fn refresh(
 ) -> rusqlite::Result<()> {
     let nums = entity.map(numbers).unwrap_or_default();
     let geo = entity.map(boxes).unwrap_or_default();
-    let (nums_changed, geo_changed) = match before {
-        Indexed::Nothing => (!nums.is_empty(), !geo.is_empty()),
-        Indexed::Entity(previous) => (numbers(previous) != nums, boxes(previous) != geo),
-        Indexed::Unknown => (true, true),
+    let (old_nums, old_geo) = match before {
+        Indexed::Nothing => (Vec::new(), None),
+        Indexed::Entity(previous) => (numbers(previous), Some(boxes(previous))),
     };
-    let existed = !matches!(before, Indexed::Nothing);
-    if nums_changed {
-        if existed {
-            tx.prepare_cached("DELETE FROM entity_nums WHERE rid = ?1")?.execute([rid])?;
-        }
-        for (name, value, single) in nums {
-            let attr = name_id(tx, name)?;
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![tenant, attr, single, value, rid])?;
-        }
+    let key = |(name, value, single): &(&str, f64, bool)| (name.to_string(), value.to_bits(), *single);
+    let new_keys: HashSet<_> = nums.iter().map(key).collect();
+    let old_keys: HashSet<_> = old_nums.iter().map(key).collect();
+    // Deletions first: 0.0 and -0.0 are one row to SQLite but two keys here.
+    for (name, value, single) in old_nums.iter().filter(|n| !new_keys.contains(&key(n))) {
+        let attr = name_id(tx, name)?;
+        tx.prepare_cached(
+            "DELETE FROM entity_nums WHERE tenant = ?1 AND attr = ?2 AND single = ?3 AND value = ?4 AND rid = ?5",
+        )?
+        .execute(params![tenant, attr, single, value, rid])?;
     }
-    if geo_changed {
-        if existed {
+    for (name, value, single) in nums.iter().filter(|n| !old_keys.contains(&key(n))) {
+        let attr = name_id(tx, name)?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![tenant, attr, single, value, rid])?;
+    }
+    if old_geo.as_ref() != Some(&geo) && (old_geo.is_some() || !geo.is_empty()) {
+        if old_geo.is_some() {
             tx.prepare_cached("DELETE FROM entity_geo WHERE gid IN (SELECT gid FROM entity_geo_keys WHERE rid = ?1)")?
                 .execute([rid])?;
             tx.prepare_cached("DELETE FROM entity_geo_keys WHERE rid = ?1")?.execute([rid])?;

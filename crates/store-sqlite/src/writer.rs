@@ -8,7 +8,7 @@
 use crate::index::Indexed;
 use crate::{codec, history, index, schema};
 use hanbat_model::{NgsiError, Result, Timestamp};
-use hanbat_store::{Applied, Change, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
+use hanbat_store::{Applied, Change, ChangeKind, DocKind, HistoryOp, HistoryOutcome, WriteOp, ops};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -260,9 +260,14 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
     }
 }
 
-/// What the index holds for the entity a change replaces: the rows of its previous state.
+/// What the index holds for the entity a change replaces or deletes: the rows of the state
+/// before an update, of the last state for a deletion.
 fn indexed(change: &Change) -> Indexed<'_> {
-    change.previous.as_deref().map_or(Indexed::Unknown, Indexed::Entity)
+    match (&change.previous, change.kind) {
+        (Some(previous), _) => Indexed::Entity(previous),
+        (None, ChangeKind::Deleted) => Indexed::Entity(&change.entity),
+        (None, _) => Indexed::Nothing,
+    }
 }
 
 /// Applies [`WriteOp::Expire`] to every entity with something due at `at`; the op itself
