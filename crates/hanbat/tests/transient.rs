@@ -33,6 +33,12 @@ async fn entities_and_attributes_expire(b: &TestBroker) {
     let e = b.get_json("/entities/urn:ngsi-ld:Sensor:1?options=sysAttrs").await;
     assert_eq!(e["reading"]["expiresAt"], soon);
     assert_eq!(b.get_json("/entities/urn:ngsi-ld:Alert:1?options=sysAttrs").await["expiresAt"], soon);
+    // So it is in history: an instance recorded with expiresAt keeps it, shown with sysAttrs.
+    let history =
+        "/temporal/entities/urn:ngsi-ld:Sensor:1?timeproperty=createdAt&timerel=after&timeAt=2020-01-01T00:00:00Z";
+    assert!(!b.get(history).await.text().await.unwrap().contains("expiresAt"));
+    let te = b.get_json(&format!("{history}&options=sysAttrs")).await;
+    assert_eq!(te["reading"][0]["expiresAt"], soon, "{te}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_problem(b.get("/entities/urn:ngsi-ld:Alert:1").await, 404, "ResourceNotFound").await;
     let e = b.get_json("/entities/urn:ngsi-ld:Sensor:1").await;

@@ -57,7 +57,8 @@ impl Sample {
     /// series' chunks take as default.
     pub fn from_instance(origin: Origin, recorded: i64, attr: &Attribute) -> Self {
         let observed = attr.observed_at.as_ref().map(|t| t.micros());
-        let plain = attr.sub.is_empty() && attr.previous.is_none();
+        // An instance that expires (§4.22) keeps its expiresAt: history reports it with sysAttrs.
+        let plain = attr.sub.is_empty() && attr.previous.is_none() && attr.expires_at.is_none();
         let value = match &attr.value {
             AttrValue::Property(Value::Number(n)) if plain => match n.as_i64() {
                 Some(i) => SampleValue::Integer(i),
