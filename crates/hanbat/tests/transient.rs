@@ -79,7 +79,50 @@ async fn expiry_set_by_merge(b: &TestBroker) {
     }
 }
 
+/// History of a transient attribute goes with it (its instances carry its expiresAt, kept by
+/// partial updates); a durable sibling's history stays, and so does the history of an entity
+/// that expired, as after a deletion.
+async fn history_of_what_expired(b: &TestBroker) {
+    let soon = in_ms(1000);
+    let r = b
+        .post(
+            "/entities",
+            &json!({"id": "urn:ngsi-ld:Building:1", "type": "Building",
+                "flash": {"type": "Property", "value": 10, "expiresAt": soon},
+                "steady": {"type": "Property", "value": 100}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = b
+        .post("/entities", &json!({"id": "urn:ngsi-ld:Building:2", "type": "Building", "expiresAt": soon, "t": 7}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = b.patch("/entities/urn:ngsi-ld:Building:1/attrs/flash", &json!({"type": "Property", "value": 11})).await;
+    assert_eq!(r.status(), 204);
+    let r = b.patch("/entities/urn:ngsi-ld:Building:2/attrs/t", &json!({"type": "Property", "value": 8})).await;
+    assert_eq!(r.status(), 204);
+    let values = |te: &serde_json::Value, attr: &str| -> Vec<i64> {
+        let mut v: Vec<i64> =
+            te[attr]["values"].as_array().map(|a| a.iter().filter_map(|p| p[0].as_i64()).collect()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    };
+    let history = |id: &str| {
+        format!(
+            "/temporal/entities/urn:ngsi-ld:Building:{id}?timerel=before&timeAt=2100-01-01T00:00:00Z&timeproperty=modifiedAt&options=temporalValues"
+        )
+    };
+    assert_eq!(values(&b.get_json(&history("1")).await, "flash"), vec![10, 11]);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let te = b.get_json(&history("1")).await;
+    assert!(te.get("flash").is_none(), "{te}");
+    assert_eq!(values(&te, "steady"), vec![100]);
+    assert_problem(b.get("/entities/urn:ngsi-ld:Building:2").await, 404, "ResourceNotFound").await;
+    assert_eq!(values(&b.get_json(&history("2")).await, "t"), vec![7, 8]);
+}
+
 store_tests! {
     entities_and_attributes_expire,
     expiry_set_by_merge,
+    history_of_what_expired,
 }

@@ -262,6 +262,7 @@ fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
 /// instances without the time property are outside any window on it.
 fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> {
     let property = q.time.property;
+    let now = Timestamp::now();
     let mut by_attr: IndexMap<Arc<str>, Vec<Timed>> = IndexMap::new();
     for ((iri, dataset), samples) in series {
         let wanted = q
@@ -273,6 +274,15 @@ fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
         }
         let mut kept: Vec<Timed> = Vec::with_capacity(samples.len());
         for (s, unit) in samples {
+            // An instance of a transient attribute (§4.22) is gone from history too once it
+            // expires: its expiresAt bounds the storage of the Property, not only its current
+            // value (as Antares reads §5.2.5; the entity's own expiry leaves history, like a
+            // deletion).
+            if let SampleValue::Instance(a) = &s.value
+                && a.expires_at.as_ref().is_some_and(|at| *at <= now)
+            {
+                continue;
+            }
             let t = match time_of(&s, property) {
                 Some(t) => t,
                 None if q.time.rel.is_none() && property == TimeProperty::ObservedAt => s.recorded,
