@@ -17,8 +17,14 @@ use std::sync::Arc;
 
 /// Samples per chunk: a day of minute data; small enough that appending re-encodes little.
 const CHUNK_SAMPLES: usize = 1440;
-/// Log records compacted per compaction job.
-pub(crate) const COMPACT_BATCH: usize = 20_000;
+/// A pass compacts at most this many log records, or records of this many bytes, or a quarter
+/// of the log if that is more. A pass holds the writer, so it is kept short (passes of 20,000
+/// records of a wide ingestion held writes for seconds); a backlog is worked off by passes in a
+/// row, and a growing one by larger passes, so that the log stays bounded when writes come
+/// faster than compaction.
+const COMPACT_BATCH: usize = 4_000;
+const COMPACT_BYTES: usize = 8 << 20;
+const COMPACT_SHARE: usize = 4;
 
 /// One sample of a log record.
 struct LogItem {
@@ -359,15 +365,35 @@ fn chunk_key(o: Origin) -> i64 {
 /// Small chunks a series may gather before they are merged into one.
 const MERGE_AFTER: i64 = 8;
 
-/// Moves up to `COMPACT_BATCH` log records into chunks. Each pass writes a new chunk per series
-/// and never reads existing ones, so its cost follows the samples it moves; every
-/// `MERGE_AFTER` passes a series' small chunks are merged. Returns how many records moved.
-pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<usize> {
-    let records: Vec<(i64, i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT rec, tid, body FROM t_log ORDER BY rec LIMIT ?1")?
-        .query_map([COMPACT_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let Some(last) = records.last().map(|r| r.0) else { return Ok(0) };
+/// Moves the oldest log records (as many as the constants above allow) into chunks. Each pass writes a new chunk per series and never reads existing ones, so its cost
+/// follows the samples it moves; every `MERGE_AFTER` passes a series' small chunks are merged.
+/// Returns whether the log holds more records than the pass took.
+pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<bool> {
+    let (first, last): (Option<i64>, Option<i64>) =
+        tx.query_row("SELECT min(rec), max(rec) FROM t_log", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let logged = match (first, last) {
+        (Some(first), Some(last)) => usize::try_from(last - first + 1).unwrap_or(usize::MAX),
+        _ => return Ok(false),
+    };
+    let scale = (logged / COMPACT_SHARE / COMPACT_BATCH).max(1);
+    let (max_records, max_bytes) = (COMPACT_BATCH * scale, COMPACT_BYTES * scale);
+    let mut records: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
+    let mut backlog = false;
+    {
+        let mut stmt = tx.prepare_cached("SELECT rec, tid, body FROM t_log ORDER BY rec")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if records.len() >= max_records || bytes >= max_bytes {
+                backlog = true;
+                break;
+            }
+            let body: Vec<u8> = row.get(2)?;
+            bytes += body.len();
+            records.push((row.get(0)?, row.get(1)?, body));
+        }
+    }
+    let Some(last) = records.last().map(|r| r.0) else { return Ok(false) };
     // Per series: its new samples (with the unit they were written with), in log order.
     let mut series: HashMap<SeriesKey, Vec<(Sample, Option<String>)>> = HashMap::new();
     for (rec, tid, body) in &records {
@@ -394,7 +420,7 @@ pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<usize> {
         }
     }
     tx.prepare_cached("DELETE FROM t_log WHERE rec <= ?1")?.execute([last])?;
-    Ok(records.len())
+    Ok(backlog)
 }
 
 /// Writes samples (in order) as new chunks of at most `CHUNK_SAMPLES`, each with the unit of

@@ -71,10 +71,12 @@ pub struct Options {
     pub history_retention: Option<std::time::Duration>,
 }
 
-/// How often the log of history is compacted into chunks (and retention applied).
-/// Every pass moves each series' samples of the period in one chunk: longer periods mean fewer,
-/// larger chunks; queries read the log for what is not compacted yet, so nothing waits on it.
-const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the log of history is compacted into chunks (and retention applied) when it has
+/// no backlog. Every pass moves each series' samples of the period in one chunk: longer periods
+/// mean fewer, larger chunks; queries read the log for what is not compacted yet, so nothing
+/// waits on it. A pass that leaves a backlog is followed by the next at once (writes queued
+/// meanwhile go first), so the log stays bounded under any sustained write rate.
+const MAINTENANCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` with default options.
@@ -100,15 +102,22 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("hanbat-sqlite-maintenance".into())
             .spawn(move || {
+                let mut backlog = false;
                 loop {
-                    std::thread::sleep(MAINTENANCE_PERIOD);
+                    if !backlog {
+                        std::thread::sleep(MAINTENANCE_PERIOD);
+                    }
                     let Some(jobs) = weak.upgrade() else { return };
                     let older_than = options
                         .history_retention
                         .map(|r| Timestamp::now().micros().saturating_sub(r.as_micros() as i64));
-                    if jobs.blocking_send(Job::Maintain { older_than }).is_err() {
+                    let (reply, done) = oneshot::channel();
+                    if jobs.blocking_send(Job::Maintain { older_than, reply }).is_err() {
                         return;
                     }
+                    // Not holding the sender while the pass runs: the store may be dropped.
+                    drop(jobs);
+                    backlog = done.blocking_recv().unwrap_or(false);
                 }
             })
             .map_err(|e| storage(format!("starting the maintenance thread: {e}")))?;

@@ -47,9 +47,10 @@ pub(crate) enum Job {
         reply: oneshot::Sender<Result<HistoryOutcome>>,
     },
     /// Moves history log records into chunks; `older_than` also prunes history recorded
-    /// before that instant (retention).
+    /// before that instant (retention). Answers whether the log holds more to compact.
     Maintain {
         older_than: Option<i64>,
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -69,7 +70,7 @@ enum Done {
     DeleteDoc(oneshot::Sender<Result<bool>>, bool),
     Expire(oneshot::Sender<Result<Vec<Change>>>, Vec<Change>),
     History(oneshot::Sender<Result<HistoryOutcome>>, Result<HistoryOutcome>),
-    Maintained,
+    Maintained(oneshot::Sender<bool>, bool),
 }
 
 impl Done {
@@ -81,7 +82,7 @@ impl Done {
             Done::DeleteDoc(reply, existed) => drop(reply.send(Ok(existed))),
             Done::Expire(reply, changes) => drop(reply.send(Ok(changes))),
             Done::History(reply, outcome) => drop(reply.send(outcome)),
-            Done::Maintained => {}
+            Done::Maintained(reply, backlog) => drop(reply.send(backlog)),
         }
     }
 
@@ -92,7 +93,8 @@ impl Done {
             Done::DeleteDoc(reply, _) => drop(reply.send(Err(err))),
             Done::Expire(reply, _) => drop(reply.send(Err(err))),
             Done::History(reply, _) => drop(reply.send(Err(err))),
-            Done::Maintained => {}
+            // The pass is rolled back: the next one retries after the usual pause.
+            Done::Maintained(reply, _) => drop(reply.send(false)),
         }
     }
 }
@@ -192,7 +194,7 @@ fn fail_job(job: Job, err: NgsiError) {
         Job::DeleteDoc { reply, .. } => drop(reply.send(Err(err))),
         Job::Expire { reply, .. } => drop(reply.send(Err(err))),
         Job::History { reply, .. } => drop(reply.send(Err(err))),
-        Job::Maintain { .. } => {}
+        Job::Maintain { reply, .. } => drop(reply.send(false)),
     }
 }
 
@@ -230,18 +232,19 @@ fn execute(tx: &Transaction, ids: &mut Ids, counts: &mut CountDeltas, job: Job, 
                 Err(e) => Err((Done::History(reply, Err(NgsiError::internal("storage"))), e)),
             }
         }
-        Job::Maintain { older_than } => {
+        Job::Maintain { older_than, reply } => {
             // Compaction first: what it moves out of the log is then pruned in the same pass.
             let maintained = schema::free_pages(tx).and_then(|free_before| {
-                history::compact(tx)?;
+                let backlog = history::compact(tx)?;
                 if let Some(t) = older_than {
                     history::prune(tx, t)?;
                 }
-                schema::release_free_pages(tx, free_before)
+                schema::release_free_pages(tx, free_before)?;
+                Ok(backlog)
             });
             match maintained {
-                Ok(_) => Ok(Done::Maintained),
-                Err(e) => Err((Done::Maintained, e)),
+                Ok(backlog) => Ok(Done::Maintained(reply, backlog)),
+                Err(e) => Err((Done::Maintained(reply, false), e)),
             }
         }
         Job::DeleteDoc { tenant, kind, id, reply } => {
