@@ -165,11 +165,12 @@ pub fn recorded_instances(change: &Change) -> Vec<RecordedInstance> {
                 // The deleted instance: in the entity before an update, in the last state of a
                 // deleted entity.
                 let before = change.previous.as_deref().unwrap_or(&change.entity);
-                let value = before
-                    .instance(&c.name, c.dataset_id.as_deref())
-                    .map_or(AttrValue::Null, |a| hanbat_temporal::codec::null_of_kind(&a.value));
+                let deleted = before.instance(&c.name, c.dataset_id.as_deref());
+                let value = deleted.map_or(AttrValue::Null, |a| hanbat_temporal::codec::null_of_kind(&a.value));
                 let mut marker = Attribute::new(value);
                 marker.dataset_id = c.dataset_id.clone();
+                // The deletion of a transient instance expires with it.
+                marker.expires_at = deleted.and_then(|a| a.expires_at.clone());
                 items.push(recorded(&c.name, &marker, at));
             }
         }
@@ -278,7 +279,7 @@ fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
             // expires: its expiresAt bounds the storage of the Property, not only its current
             // value (as Antares reads §5.2.5; the entity's own expiry leaves history, like a
             // deletion).
-            if let SampleValue::Instance(a) = &s.value
+            if let SampleValue::Instance(a) | SampleValue::Deleted(a) = &s.value
                 && a.expires_at.as_ref().is_some_and(|at| *at <= now)
             {
                 continue;
