@@ -76,25 +76,30 @@ pub(crate) fn refresh(
         Indexed::Nothing => (Vec::new(), None),
         Indexed::Entity(previous) => (numbers(previous), Some(boxes(previous))),
     };
-    let key = |(name, value, single): &(&str, f64, bool)| (name.to_string(), value.to_bits(), *single);
-    let new_keys: HashSet<_> = nums.iter().map(key).collect();
-    let old_keys: HashSet<_> = old_nums.iter().map(key).collect();
-    // Deletions first: 0.0 and -0.0 are one row to SQLite but two keys here.
-    for (name, value, single) in old_nums.iter().filter(|n| !new_keys.contains(&key(n))) {
-        let attr = name_id(tx, name)?;
-        tx.prepare_cached(
-            "DELETE FROM entity_nums WHERE tenant = ?1 AND attr = ?2 AND single = ?3 AND value = ?4 AND rid = ?5",
-        )?
-        .execute(params![tenant, attr, single, value, rid])?;
+    if old_nums != nums {
+        let new_keys: HashSet<_> = nums.iter().map(num_key).collect();
+        let old_keys: HashSet<_> = old_nums.iter().map(num_key).collect();
+        // Deletions first: 0.0 and -0.0 are one row to SQLite but two keys here.
+        for (name, value, single) in old_nums.iter().filter(|n| !new_keys.contains(&num_key(n))) {
+            let attr = name_id(tx, name)?;
+            tx.prepare_cached(
+                "DELETE FROM entity_nums WHERE tenant = ?1 AND attr = ?2 AND single = ?3 AND value = ?4 AND rid = ?5",
+            )?
+            .execute(params![tenant, attr, single, value, rid])?;
+        }
+        for (name, value, single) in nums.iter().filter(|n| !old_keys.contains(&num_key(n))) {
+            let attr = name_id(tx, name)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![tenant, attr, single, value, rid])?;
+        }
     }
-    for (name, value, single) in nums.iter().filter(|n| !old_keys.contains(&key(n))) {
-        let attr = name_id(tx, name)?;
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO entity_nums(tenant, attr, single, value, rid) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![tenant, attr, single, value, rid])?;
-    }
-    if old_geo.as_ref() != Some(&geo) && (old_geo.is_some() || !geo.is_empty()) {
+    let geo_changed = match &old_geo {
+        None => !geo.is_empty(),
+        Some(old) => *old != geo,
+    };
+    if geo_changed {
         if old_geo.is_some() {
             tx.prepare_cached("DELETE FROM entity_geo WHERE gid IN (SELECT gid FROM entity_geo_keys WHERE rid = ?1)")?
                 .execute([rid])?;
@@ -112,6 +117,11 @@ pub(crate) fn refresh(
         }
     }
     Ok(())
+}
+
+/// A number's row, comparable (f64 is not `Eq`).
+fn num_key<'a>(&(name, value, single): &(&'a str, f64, bool)) -> (&'a str, u64, bool) {
+    (name, value.to_bits(), single)
 }
 
 /// Builds the indexes of every stored entity (the migration that introduces them).
