@@ -337,7 +337,9 @@ await test('keyboard: tab to a site card, open it with Enter; Escape closes the 
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
   await page.locator('.site-card[data-site="smart-village"]').focus();
   await page.keyboard.press('Enter');
-  await page.waitForFunction(() => location.hash === '#/site/smart-village');
+  // The page has switched once the hashchange handler ran (the hash alone changes before it):
+  // only then is the feed filtered to the site, which may remove the alert focused before.
+  await page.waitForFunction(() => document.getElementById('page')?.dataset.page === 'site:smart-village');
   // The feed re-renders as the simulator raises alerts: focus whichever alert is first now,
   // in one step, rather than a locator that may resolve to an element already replaced.
   const focused = await page.evaluate(() => {
