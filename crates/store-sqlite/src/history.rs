@@ -7,7 +7,7 @@
 
 use crate::writer::Ids;
 use hanbat_model::{Attribute, Entity, NgsiError, Result, Timestamp};
-use hanbat_store::history::{Series, UnitSample, instance_of, patch_sample, recorded_instances};
+use hanbat_store::history::{Series, UnitSample, expired, instance_of, patch_sample, recorded_instances};
 use hanbat_store::{Change, ChangeKind, HistoryOp, HistoryOutcome, HistoryPage, HistoryQuery, HistoryScan};
 use hanbat_temporal::codec::{self, Chunk};
 use hanbat_temporal::{Origin, Sample, SampleValue, TimeProperty};
@@ -365,9 +365,10 @@ fn chunk_key(o: Origin) -> i64 {
 /// Small chunks a series may gather before they are merged into one.
 const MERGE_AFTER: i64 = 8;
 
-/// Moves the oldest log records (as many as the constants above allow) into chunks. Each pass writes a new chunk per series and never reads existing ones, so its cost
-/// follows the samples it moves; every `MERGE_AFTER` passes a series' small chunks are merged.
-/// Returns whether the log holds more records than the pass took.
+/// Moves the oldest log records (as many as the constants above allow) into chunks. Each pass
+/// writes a new chunk per series and never reads existing ones, so its cost follows the
+/// samples it moves; every `MERGE_AFTER` passes a series' small chunks are merged. Returns
+/// whether the log holds more records than the pass took.
 pub(crate) fn compact(tx: &Transaction) -> rusqlite::Result<bool> {
     let (first, last): (Option<i64>, Option<i64>) =
         tx.query_row("SELECT min(rec), max(rec) FROM t_log", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -547,6 +548,7 @@ fn load_samples(
         let mut chunk_data =
             conn.prepare_cached("SELECT data FROM t_chunks WHERE sid = ?1 AND first_rec = ?2").map_err(storage)?;
         let mut newest: Vec<i64> = Vec::new();
+        let now = Timestamp::now();
         for (first_rec, bound) in keys {
             if bound.is_some_and(|bound| holds_last(&mut newest, bound, n)) {
                 break;
@@ -556,7 +558,8 @@ fn load_samples(
                 let from = slot.len();
                 add_chunk(slot, row.get_ref(0).map_err(storage)?.as_blob().map_err(storage)?);
                 let time = |s: &Sample| if by_observed { s.observed } else { Some(s.recorded) };
-                newest.extend(slot[from..].iter().filter_map(|(s, _)| time(s)));
+                // Expired instances are dropped later: they must not count among the latest.
+                newest.extend(slot[from..].iter().filter(|(s, _)| !expired(s, &now)).filter_map(|(s, _)| time(s)));
             }
         }
     }

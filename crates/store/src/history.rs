@@ -250,6 +250,15 @@ pub type Series = IndexMap<(Arc<str>, String), Vec<UnitSample>>;
 /// datasetId).
 type Timed = (i64, Sample, Option<Arc<str>>, String);
 
+/// Whether the sample is an instance of a transient attribute (§4.22) past its expiry, or
+/// the deletion of one: gone from history too. Its expiresAt bounds the storage of the
+/// Property, not only its current value (§5.2.5 as the Antares tests read it); the entity's
+/// own expiry leaves history, like a deletion.
+pub fn expired(sample: &Sample, now: &Timestamp) -> bool {
+    matches!(&sample.value, SampleValue::Instance(a) | SampleValue::Deleted(a)
+        if a.expires_at.as_ref().is_some_and(|at| at <= now))
+}
+
 /// The instant a sample is filtered and ordered by, for the query's time property.
 fn time_of(sample: &Sample, property: TimeProperty) -> Option<i64> {
     match property {
@@ -275,13 +284,7 @@ fn windowed(series: Series, q: &HistoryQuery) -> IndexMap<Arc<str>, Vec<Timed>> 
         }
         let mut kept: Vec<Timed> = Vec::with_capacity(samples.len());
         for (s, unit) in samples {
-            // An instance of a transient attribute (§4.22) is gone from history too once it
-            // expires: its expiresAt bounds the storage of the Property, not only its current
-            // value (as Antares reads §5.2.5; the entity's own expiry leaves history, like a
-            // deletion).
-            if let SampleValue::Instance(a) | SampleValue::Deleted(a) = &s.value
-                && a.expires_at.as_ref().is_some_and(|at| *at <= now)
-            {
+            if expired(&s, &now) {
                 continue;
             }
             let t = match time_of(&s, property) {
